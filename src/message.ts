@@ -54,7 +54,9 @@ export function encode(payload: Payload | Message): Message {
   }
   if (payload instanceof ArrayBuffer) return new Message(Buffer.from(payload), true);
   if (payload === undefined || typeof payload === 'function' || typeof payload === 'symbol') {
-    throw new TypeError(`The "payload" argument must be a string, bytes or a JSON value; got ${typeof payload}`);
+    throw new TypeError(
+      `The "payload" argument must be a string, bytes or a JSON value; got ${typeof payload}`,
+    );
   }
   let text: string | undefined;
   try {

@@ -63,7 +63,10 @@ export const DEFAULT_BACKPRESSURE: Readonly<BackpressureOptions> = Object.freeze
   closeCode: 1013,
 });
 
-export const DEFAULT_HEARTBEAT: Readonly<HeartbeatOptions> = Object.freeze({ interval: 30_000, timeout: 10_000 });
+export const DEFAULT_HEARTBEAT: Readonly<HeartbeatOptions> = Object.freeze({
+  interval: 30_000,
+  timeout: 10_000,
+});
 
 export const DEFAULT_TRANSPORT = Object.freeze({ path: '/:channel', maxPayload: 64 * 1024 });
 
@@ -80,7 +83,12 @@ export function assertObject(value: unknown, name: string): asserts value is Rec
   }
 }
 
-export function assertInteger(value: unknown, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+export function assertInteger(
+  value: unknown,
+  name: string,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   if (typeof value !== 'number' || !Number.isInteger(value)) {
     throw new TypeError(`The "${name}" option must be an integer; got ${describe(value)}`);
   }
@@ -100,7 +108,9 @@ export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'string') return `the string ${JSON.stringify(value)}`;
-  return typeof value === 'object' || typeof value === 'function' ? `a ${typeof value}` : `${typeof value} ${String(value)}`;
+  return typeof value === 'object' || typeof value === 'function'
+    ? `a ${typeof value}`
+    : `${typeof value} ${String(value)}`;
 }
 
 /** Validates a close code as ws and browsers accept it: 1000, 1001-1014 but reserved ones, 3000-4999. */
@@ -108,12 +118,16 @@ export function assertCloseCode(code: unknown, reason: unknown): void {
   if (
     typeof code !== 'number' ||
     !Number.isInteger(code) ||
-    !((code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999))
+    !(
+      (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) ||
+      (code >= 3000 && code <= 4999)
+    )
   ) {
     throw new RangeError(`The "code" argument must be a valid WebSocket close code; got ${String(code)}`);
   }
   if (typeof reason !== 'string') throw new TypeError('The "reason" argument must be a string');
-  if (Buffer.byteLength(reason) > 123) throw new RangeError('The "reason" argument must be at most 123 bytes');
+  if (Buffer.byteLength(reason) > 123)
+    throw new RangeError('The "reason" argument must be at most 123 bytes');
 }
 
 export function resolveBackpressure(
@@ -128,7 +142,9 @@ export function resolveBackpressure(
   if (value['limit'] !== undefined) out.limit = assertInteger(value['limit'], `${name}.limit`, 1);
   if (value['policy'] !== undefined) {
     if (value['policy'] !== 'drop' && value['policy'] !== 'close') {
-      throw new TypeError(`The "${name}.policy" option must be "drop" or "close"; got ${describe(value['policy'])}`);
+      throw new TypeError(
+        `The "${name}.policy" option must be "drop" or "close"; got ${describe(value['policy'])}`,
+      );
     }
     out.policy = value['policy'];
   }
@@ -137,7 +153,9 @@ export function resolveBackpressure(
     try {
       assertCloseCode(code, '');
     } catch {
-      throw new RangeError(`The "${name}.closeCode" option must be a valid WebSocket close code; got ${code}`);
+      throw new RangeError(
+        `The "${name}.closeCode" option must be a valid WebSocket close code; got ${code}`,
+      );
     }
     out.closeCode = code;
   }
@@ -149,7 +167,9 @@ export function resolveRegistryOptions(options: unknown): ResolvedRegistryOption
   assertObject(options, 'options');
   assertKnownKeys(options, ['backpressure', 'closeTimeout', 'broker', 'nodeId'], 'SessionRegistry');
   const closeTimeout =
-    options['closeTimeout'] === undefined ? 3000 : assertInteger(options['closeTimeout'], 'closeTimeout', 0, 600_000);
+    options['closeTimeout'] === undefined
+      ? 3000
+      : assertInteger(options['closeTimeout'], 'closeTimeout', 0, 600_000);
   const broker = options['broker'];
   if (broker !== undefined) {
     assertObject(broker, 'broker');
@@ -200,8 +220,14 @@ export function resolveTransportOptions<TData>(
     assertObject(hb, 'heartbeat');
     assertKnownKeys(hb, ['interval', 'timeout'], '"heartbeat"');
     heartbeat = Object.freeze({
-      interval: hb['interval'] === undefined ? DEFAULT_HEARTBEAT.interval : assertInteger(hb['interval'], 'heartbeat.interval', 10, 2 ** 31 - 1),
-      timeout: hb['timeout'] === undefined ? DEFAULT_HEARTBEAT.timeout : assertInteger(hb['timeout'], 'heartbeat.timeout', 10, 2 ** 31 - 1),
+      interval:
+        hb['interval'] === undefined
+          ? DEFAULT_HEARTBEAT.interval
+          : assertInteger(hb['interval'], 'heartbeat.interval', 10, 2 ** 31 - 1),
+      timeout:
+        hb['timeout'] === undefined
+          ? DEFAULT_HEARTBEAT.timeout
+          : assertInteger(hb['timeout'], 'heartbeat.timeout', 10, 2 ** 31 - 1),
     });
   }
   const maxPayload =

@@ -86,7 +86,8 @@ export class SessionRegistry<TData = unknown, TChannels extends ChannelMap = Cha
     let except: ReadonlySet<BaseSession<never>> | null = null;
     let local = false;
     if (options !== undefined) {
-      if (typeof options !== 'object' || options === null) throw new TypeError('The "options" argument must be an object');
+      if (typeof options !== 'object' || options === null)
+        throw new TypeError('The "options" argument must be an object');
       if (options.except !== undefined) except = this.#exceptSet(options.except);
       local = options.local === true;
     }
@@ -107,7 +108,9 @@ export class SessionRegistry<TData = unknown, TChannels extends ChannelMap = Cha
   /** Adds a session to one or more channels. */
   subscribe(session: SessionRef<TData>, channels: string | readonly string[]): void {
     const target = this.#resolveOpen(session, 'subscribe');
-    for (const channel of typeof channels === 'string' ? [assertChannel(channels)] : assertChannels(channels)) {
+    for (const channel of typeof channels === 'string'
+      ? [assertChannel(channels)]
+      : assertChannels(channels)) {
       this.#join(target, channel);
     }
   }
@@ -214,7 +217,6 @@ export class SessionRegistry<TData = unknown, TChannels extends ChannelMap = Cha
 
   #host(transport: Transport): TransportHost<TData> {
     const counters = this.#counters;
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
     const registry = this;
     return {
       transport,
@@ -230,6 +232,11 @@ export class SessionRegistry<TData = unknown, TChannels extends ChannelMap = Cha
         counters.bytesDelivered += message.byteLength;
       },
       dropped: (session, message, reason) => this.#dropped(session, message, reason),
+      retracted: (session, message) => {
+        counters.delivered--;
+        counters.bytesDelivered -= message.byteLength;
+        this.#dropped(session, message, 'closed');
+      },
       backpressureClosed() {
         counters.closedForBackpressure++;
       },
@@ -281,7 +288,8 @@ export class SessionRegistry<TData = unknown, TChannels extends ChannelMap = Cha
     if (set === undefined) group.set(transport, (set = new Set()));
     set.add(session as BaseSession<never>);
     session._channels.add(channel);
-    if (transport.subscribed !== undefined) this.#guard(() => transport.subscribed?.(session as BaseSession<never>, channel), session);
+    if (transport.subscribed !== undefined)
+      this.#guard(() => transport.subscribed?.(session as BaseSession<never>, channel), session);
     this.#emit('subscribe', session, session, channel);
   }
 
@@ -311,7 +319,11 @@ export class SessionRegistry<TData = unknown, TChannels extends ChannelMap = Cha
     for (const [transport, set] of group) transport.fanout(message, set, except, channel);
   }
 
-  #fanoutUnion(channels: readonly string[], message: Message, except: ReadonlySet<BaseSession<never>> | null): void {
+  #fanoutUnion(
+    channels: readonly string[],
+    message: Message,
+    except: ReadonlySet<BaseSession<never>> | null,
+  ): void {
     if (channels.length === 1) return this.#fanoutChannel(channels[0] as string, message, except);
     const union = new Map<Transport, Set<BaseSession<never>>>();
     for (const channel of channels) {
@@ -404,7 +416,8 @@ export class SessionRegistry<TData = unknown, TChannels extends ChannelMap = Cha
 
   #resolveOpen(ref: SessionRef<TData>, what: string): BaseSession<TData> {
     const s = this.#resolve(ref);
-    if (s === undefined || s._state !== 'open') throw new Error(`Cannot ${what}: the session is not open in this registry`);
+    if (s === undefined || s._state !== 'open')
+      throw new Error(`Cannot ${what}: the session is not open in this registry`);
     return s;
   }
 

@@ -7,7 +7,9 @@ export type RouteMatcher = (pathname: string) => RouteParams | null;
 
 export function compileRoute(pattern: string, option = 'path'): RouteMatcher {
   if (typeof pattern !== 'string' || !pattern.startsWith('/')) {
-    throw new TypeError(`The "${option}" option must be a path pattern starting with "/"; got ${String(pattern)}`);
+    throw new TypeError(
+      `The "${option}" option must be a path pattern starting with "/"; got ${String(pattern)}`,
+    );
   }
   const parts = pattern.split('/').slice(1);
   const names = new Set<string>();

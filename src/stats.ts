@@ -64,7 +64,11 @@ export class RegistryCounters {
       delivered: this.delivered,
       bytesDelivered: this.bytesDelivered,
       dropped: this.droppedBackpressure + this.droppedClosed + this.droppedError,
-      droppedBy: { backpressure: this.droppedBackpressure, closed: this.droppedClosed, error: this.droppedError },
+      droppedBy: {
+        backpressure: this.droppedBackpressure,
+        closed: this.droppedClosed,
+        error: this.droppedError,
+      },
       closedForBackpressure: this.closedForBackpressure,
       rejected: this.rejected,
       errors: this.errors,

@@ -47,6 +47,11 @@ export interface TransportHost<TData = unknown> {
   message(session: BaseSession<TData>, data: string | Buffer, isBinary: boolean): void;
   delivered(session: BaseSession<TData>, message: Message): void;
   dropped(session: BaseSession<TData>, message: Message, reason: DropReason): void;
+  /**
+   * A message already counted as delivered that never left: its socket closed before the transport wrote it.
+   * Moves it from the delivered count to the dropped count (reason `closed`).
+   */
+  retracted(session: BaseSession<TData>, message: Message): void;
   /** Counts a session that the `close` backpressure policy is closing. */
   backpressureClosed(session: BaseSession<TData>): void;
   error(error: unknown, session?: BaseSession<TData>): void;

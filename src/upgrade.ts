@@ -76,7 +76,14 @@ export function toUpgradeRequest(
   const path = q === -1 ? url : url.slice(0, q);
   const params = match(path);
   if (params === null) return null;
-  return { url, path, query: new URLSearchParams(q === -1 ? '' : url.slice(q + 1)), headers, params, remoteAddress };
+  return {
+    url,
+    path,
+    query: new URLSearchParams(q === -1 ? '' : url.slice(q + 1)),
+    headers,
+    params,
+    remoteAddress,
+  };
 }
 
 /**
