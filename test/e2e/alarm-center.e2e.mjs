@@ -1,0 +1,230 @@
+// End-to-end test of the alarm-center demo in real headless Chromium (Debian's /usr/bin/chromium, driven by
+// playwright-core): the page's own WebSocket, the POST endpoint, the simulated feed, reconnect after 1013.
+// Run with `npm run test:e2e` (builds first). Prints `N passed, N failed` last; exits non-zero on failure.
+/* global AbortSignal */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { start } from '../../examples/alarm-center/app.js';
+
+const EXECUTABLE = process.env['CHROMIUM_PATH'] || '/usr/bin/chromium';
+// Without the background-networking flags Chromium keeps trying hosts this machine's closed network refuses.
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const OVERALL_TIMEOUT = 120_000;
+const STEP_TIMEOUT = 15_000;
+
+let passed = 0;
+let failed = 0;
+
+// The whole run is bounded: a hang anywhere ends it as a failure.
+const watchdog = setTimeout(() => {
+  console.error(`not ok - the run did not finish within ${OVERALL_TIMEOUT / 1000} s`);
+  console.log(`${passed} passed, ${failed + 1} failed`);
+  process.exit(1);
+}, OVERALL_TIMEOUT);
+watchdog.unref();
+
+/**
+ * Runs one named check; a failure is reported and counted, and the next check still runs.
+ * @param {string} name
+ * @param {() => Promise<void>} fn
+ */
+async function check(name, fn) {
+  try {
+    await fn();
+    passed++;
+    console.log(`ok - ${name}`);
+  } catch (err) {
+    failed++;
+    console.log(`not ok - ${name}`);
+    console.log(
+      `  ${String(err instanceof Error ? (err.stack ?? err.message) : err).replaceAll('\n', '\n  ')}`,
+    );
+  }
+}
+
+/**
+ * POSTs one alarm to the demo and returns the parsed response.
+ * @param {string} base
+ * @param {string} channel
+ * @param {unknown} body
+ */
+async function post(base, channel, body) {
+  const res = await fetch(`${base}alarms/${channel}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(STEP_TIMEOUT),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+/**
+ * Waits until the page lists an alarm with exactly `text`; returns what the row shows.
+ * @param {import('playwright-core').Page} page
+ * @param {string} text
+ */
+async function waitForAlarm(page, text) {
+  await page.waitForFunction(
+    (t) => [...document.querySelectorAll('#alarms li .text')].some((el) => el.textContent === t),
+    text,
+    { timeout: STEP_TIMEOUT },
+  );
+  return page.evaluate((t) => {
+    const li = [...document.querySelectorAll('#alarms li')].find(
+      (el) => el.querySelector('.text')?.textContent === t,
+    );
+    return {
+      className: li?.className ?? '',
+      level: li?.querySelector('.level')?.textContent ?? '',
+      time: li?.querySelector('time')?.getAttribute('datetime') ?? '',
+    };
+  }, text);
+}
+
+/**
+ * @param {import('playwright-core').Page} page
+ * @param {string} state
+ */
+function waitForState(page, state) {
+  return page.waitForFunction((s) => document.getElementById('state')?.textContent === s, state, {
+    timeout: STEP_TIMEOUT,
+  });
+}
+
+/** @type {Awaited<ReturnType<typeof start>> | undefined} */
+let demo;
+/** @type {import('playwright-core').BrowserContext | undefined} */
+let context;
+/** @type {string | undefined} */
+let profile;
+/** @type {string[]} */
+const pageErrors = [];
+
+try {
+  // A short interval keeps the run quick; the feed itself is the same code as `npm start`'s.
+  demo = await start({ port: 0, host: '127.0.0.1', interval: 200 });
+  const base = demo.url;
+  const registry = demo.registry;
+  console.log(`# demo on ${base}, chromium ${EXECUTABLE}`);
+
+  profile = await mkdtemp(join(tmpdir(), 'fanout-e2e-profile-'));
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: EXECUTABLE,
+    headless: true,
+    args: ARGS,
+    timeout: 30_000,
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.on('pageerror', (err) => pageErrors.push(err.message));
+
+  await check('the page loads and its WebSocket reaches "open"', async () => {
+    const res = await page.goto(base, { timeout: STEP_TIMEOUT });
+    assert.equal(res?.status(), 200);
+    assert.equal(await page.title(), 'fanout · alarm center');
+    await waitForState(page, 'open');
+    assert.equal(registry.count('track-people'), 1, 'one session in the default channel');
+  });
+
+  await check('simulated alarms arrive live', async () => {
+    await page.waitForFunction(
+      () => document.querySelectorAll('#alarms li.simulated').length >= 3,
+      undefined,
+      {
+        timeout: STEP_TIMEOUT,
+      },
+    );
+    const count = await page.textContent('#count');
+    assert.match(count ?? '', /^\d+ alarms$/);
+  });
+
+  await check('an alarm POSTed to /alarms/track-people appears in the page', async () => {
+    const text = `e2e ${randomUUID()}`;
+    const res = await post(base, 'track-people', { level: 'critical', text });
+    assert.equal(res.status, 202);
+    assert.equal(res.body.sessions, 1);
+    const row = await waitForAlarm(page, text);
+    assert.equal(row.level, 'critical');
+    assert.equal(row.className, 'post');
+    assert.equal(row.time, res.body.alarm.time, 'the row shows the alarm time');
+  });
+
+  await check('a second page on ?channel=fire gets only its channel', async () => {
+    const fire = await context.newPage();
+    fire.on('pageerror', (err) => pageErrors.push(err.message));
+    try {
+      await fire.goto(`${base}?channel=fire`, { timeout: STEP_TIMEOUT });
+      await waitForState(fire, 'open');
+      assert.equal(await fire.inputValue('#channel'), 'fire');
+      const fireText = `fire ${randomUUID()}`;
+      const marker = `marker ${randomUUID()}`;
+      assert.equal((await post(base, 'fire', { level: 'warning', text: fireText })).status, 202);
+      assert.equal((await post(base, 'track-people', { text: marker })).status, 202);
+      const row = await waitForAlarm(fire, fireText);
+      assert.equal(row.level, 'warning');
+      // The marker was published after the fire alarm; once it is on the first page, the fire alarm would be too.
+      await waitForAlarm(page, marker);
+      const leaked = await page.evaluate(
+        (t) => [...document.querySelectorAll('#alarms li .text')].some((el) => el.textContent === t),
+        fireText,
+      );
+      assert.equal(leaked, false, 'the track-people page must not show a fire alarm');
+    } finally {
+      await fire.close();
+    }
+  });
+
+  await check(
+    'after the server closes the session with 1013 the page reconnects and receives again',
+    async () => {
+      const before = registry.stats().opened;
+      for (const session of registry.sessions('track-people')) session.close(1013, 'try again later');
+      await waitForState(page, 'closed');
+      assert.match((await page.textContent('#detail')) ?? '', /code 1013/);
+      await waitForState(page, 'open');
+      assert.equal(registry.stats().opened, before + 1, 'one new session');
+      const text = `after reconnect ${randomUUID()}`;
+      assert.equal((await post(base, 'track-people', { text })).status, 202);
+      await waitForAlarm(page, text);
+    },
+  );
+
+  await check('GET /stats reports the sessions and deliveries', async () => {
+    const res = await fetch(`${base}stats`, { signal: AbortSignal.timeout(STEP_TIMEOUT) });
+    assert.equal(res.status, 200);
+    const stats = await res.json();
+    assert.equal(stats.sessions, 1);
+    assert.deepEqual(stats.channelNames, ['track-people']);
+    assert.ok(stats.delivered >= 5, `delivered ${stats.delivered}`);
+    assert.equal(stats.dropped, 0);
+  });
+
+  await check('the page threw no errors', async () => {
+    assert.deepEqual(pageErrors, []);
+  });
+} catch (err) {
+  failed++;
+  console.log('not ok - setup');
+  console.log(
+    `  ${String(err instanceof Error ? (err.stack ?? err.message) : err).replaceAll('\n', '\n  ')}`,
+  );
+} finally {
+  await context?.close().catch((err) => console.error('# closing the browser failed:', err));
+  await demo?.close().catch((err) => console.error('# closing the demo failed:', err));
+  if (profile !== undefined) await rm(profile, { recursive: true, force: true });
+}
+
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 && passed > 0 ? 0 : 1);
