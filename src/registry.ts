@@ -232,10 +232,10 @@ export class SessionRegistry<TData = unknown, TChannels extends ChannelMap = Cha
         counters.bytesDelivered += message.byteLength;
       },
       dropped: (session, message, reason) => this.#dropped(session, message, reason),
-      retracted: (session, message) => {
+      retracted: (session, message, reason) => {
         counters.delivered--;
         counters.bytesDelivered -= message.byteLength;
-        this.#dropped(session, message, 'closed');
+        this.#dropped(session, message, reason);
       },
       backpressureClosed() {
         counters.closedForBackpressure++;

@@ -110,16 +110,16 @@ export abstract class BaseSession<TData = unknown> implements Session<TData> {
       this.host.dropped(this, message, 'closed');
       return 'closed';
     }
-    if (this.bufferedAmount > this.backpressure.limit) {
-      this.host.dropped(this, message, 'backpressure');
-      if (this.backpressure.policy === 'close') {
-        this.host.backpressureClosed(this);
-        this.close(this.backpressure.closeCode, 'backpressure');
-      }
-      return 'dropped';
-    }
     let result: SendResult;
     try {
+      if (this.bufferedAmount > this.backpressure.limit) {
+        this.host.dropped(this, message, 'backpressure');
+        if (this.backpressure.policy === 'close') {
+          this.host.backpressureClosed(this);
+          this.close(this.backpressure.closeCode, 'backpressure');
+        }
+        return 'dropped';
+      }
       result = this.write(message);
     } catch (err) {
       this.host.error(err, this);
@@ -139,7 +139,11 @@ export abstract class BaseSession<TData = unknown> implements Session<TData> {
       this.doClose(code, reason);
     } catch (err) {
       this.host.error(err, this);
-      this.terminate();
+      try {
+        this.terminate();
+      } catch (terminateError) {
+        this.host.error(terminateError, this);
+      }
     }
   }
 }

@@ -49,9 +49,9 @@ export interface TransportHost<TData = unknown> {
   dropped(session: BaseSession<TData>, message: Message, reason: DropReason): void;
   /**
    * A message already counted as delivered that never left: its socket closed before the transport wrote it.
-   * Moves it from the delivered count to the dropped count (reason `closed`).
+   * Moves it from the delivered count to the dropped count.
    */
-  retracted(session: BaseSession<TData>, message: Message): void;
+  retracted(session: BaseSession<TData>, message: Message, reason: DropReason): void;
   /** Counts a session that the `close` backpressure policy is closing. */
   backpressureClosed(session: BaseSession<TData>): void;
   error(error: unknown, session?: BaseSession<TData>): void;

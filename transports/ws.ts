@@ -9,7 +9,7 @@ import { assertObject, resolveTransportOptions } from '../src/options.js';
 import type { SessionRegistry } from '../src/registry.js';
 import type { RouteMatcher } from '../src/route.js';
 import { compileRoutes } from '../src/route.js';
-import { BaseSession, type SendResult, type SessionInit } from '../src/session.js';
+import { BaseSession, type DropReason, type SendResult, type SessionInit } from '../src/session.js';
 import type { Transport, TransportHost } from '../src/transport.js';
 import { fanoutLoop } from '../src/transport.js';
 import { decideUpgrade, defaultReason, toUpgradeRequest, type UpgradeRequest } from '../src/upgrade.js';
@@ -118,20 +118,20 @@ class WsSession<TData> extends BaseSession<TData> {
     // and the close frame; `_socket` is ws's own field and the documented way its Sender is fed.
     const socket = (this.ws as unknown as { _socket: Duplex | null })._socket;
     if (this.ws.readyState !== OPEN || socket === null || socket.destroyed) {
-      this.retract(run);
+      this.retract(run, 'closed');
       return;
     }
     try {
       socket.write(run.joined());
     } catch (err) {
       this.host.error(err, this);
-      this.retract(run);
+      this.retract(run, 'error');
     }
   }
 
   /** Moves messages counted as delivered but never written to the dropped count. */
-  retract(run: Run): void {
-    for (const message of run.messages()) this.host.retracted(this, message);
+  retract(run: Run, reason: DropReason): void {
+    for (const message of run.messages()) this.host.retracted(this, message, reason);
   }
 
   protected doClose(code: number, reason: string): void {
@@ -213,8 +213,23 @@ class WsTransportImpl<TData> implements WsTransport {
       this.#reject(socket, request, 503, defaultReason(503));
       return true;
     }
+    // Read while the hooks run, so that a peer that leaves is noticed (a paused socket never sees its EOF).
+    // A client sends nothing before the 101; whatever it did send is handed to ws as part of `head`.
+    const early: Buffer[] = [];
+    const onData = (chunk: Buffer): void => void early.push(chunk);
+    const onEnd = (): void => void socket.destroy();
+    socket.on('data', onData);
+    socket.once('end', onEnd);
     const decision = await decideUpgrade(request, this.#options.authenticate, this.#options.channels);
-    if (socket.destroyed) return true;
+    // ws attaches its own 'data' listener synchronously inside handleUpgrade below, so no chunk is lost.
+    socket.off('data', onData);
+    socket.off('end', onEnd);
+    if (early.length > 0) head = Buffer.concat([head, ...early]);
+    // The peer left while the hooks ran: answer nothing, register nothing.
+    if (socket.destroyed || !socket.writable) {
+      socket.destroy();
+      return true;
+    }
     if (!decision.ok) {
       if (decision.error !== undefined) this.#host.error(decision.error);
       this.#reject(socket, request, decision.status, decision.reason);
@@ -292,7 +307,7 @@ class WsTransportImpl<TData> implements WsTransport {
       if (session.run !== null) {
         const run = session.run;
         session.run = null;
-        session.retract(run);
+        session.retract(run, 'closed');
       }
       host.closed(session, code, reason.toString());
     });

@@ -1,0 +1,115 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebSocket } from 'ws';
+import { SessionRegistry, type RegistryOptions } from '../../src/index.js';
+import { wsTransport, type WsTransport, type WsTransportOptions } from '../../transports/ws.js';
+
+/** Everything a test started, disposed after it (graphql-ws "leftovers" style). */
+export class Leftovers {
+  readonly #items: (() => Promise<void> | void)[] = [];
+  add(dispose: () => Promise<void> | void): void {
+    this.#items.push(dispose);
+  }
+  async dispose(): Promise<void> {
+    const items = this.#items.splice(0).reverse();
+    for (const item of items) await item();
+  }
+}
+
+export interface WsFixture<TData = unknown> {
+  registry: SessionRegistry<TData>;
+  transport: WsTransport;
+  server: http.Server;
+  url: string;
+}
+
+/** An http server on 127.0.0.1, port 0, with a registry and the ws transport. */
+export async function startWs<TData = unknown>(
+  leftovers: Leftovers,
+  options: WsTransportOptions<TData> = {},
+  registryOptions?: RegistryOptions,
+): Promise<WsFixture<TData>> {
+  const registry = new SessionRegistry<TData>(registryOptions);
+  registry.on('error', () => {});
+  const server = http.createServer((_req, res) => res.writeHead(404).end());
+  const transport = wsTransport(registry, { server, ...options });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  leftovers.add(async () => {
+    await registry.close();
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  return { registry, transport, server, url: `ws://127.0.0.1:${port}` };
+}
+
+export interface Client {
+  ws: WebSocket;
+  messages: string[];
+  closed: Promise<{ code: number; reason: string }>;
+  /** Resolves once `n` messages arrived in total. */
+  received(n: number): Promise<string[]>;
+}
+
+/** A real `ws` client that records every message. Resolves once open. */
+export function connect(
+  leftovers: Leftovers,
+  url: string,
+  options?: ConstructorParameters<typeof WebSocket>[2],
+) {
+  return new Promise<Client>((resolve, reject) => {
+    const ws = new WebSocket(url, options);
+    const messages: string[] = [];
+    const waiters: { n: number; resolve: (m: string[]) => void }[] = [];
+    ws.on('message', (data, isBinary) => {
+      messages.push(isBinary ? `bin:${(data as Buffer).toString('hex')}` : (data as Buffer).toString());
+      for (const w of waiters.filter((w) => messages.length >= w.n)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(messages);
+      }
+    });
+    const closed = new Promise<{ code: number; reason: string }>((res) =>
+      ws.on('close', (code, reason) => res({ code, reason: reason.toString() })),
+    );
+    leftovers.add(() => ws.terminate());
+    ws.once('open', () =>
+      resolve({
+        ws,
+        messages,
+        closed,
+        received: (n) =>
+          messages.length >= n
+            ? Promise.resolve(messages)
+            : new Promise((r) => waiters.push({ n, resolve: r })),
+      }),
+    );
+    ws.once('error', reject);
+  });
+}
+
+/** The HTTP status an upgrade attempt got, or 101. */
+export function upgradeStatus(url: string, headers?: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers });
+    ws.on('unexpected-response', (_req, res) => {
+      resolve(res.statusCode ?? 0);
+      res.resume();
+      ws.terminate();
+    });
+    ws.on('open', () => {
+      resolve(101);
+      ws.terminate();
+    });
+    ws.on('error', (err) => {
+      if (!/Unexpected server response/.test(err.message)) reject(err);
+    });
+  });
+}
+
+/** Resolves with the arguments of the next `event` the emitter fires. */
+export function once<T extends unknown[]>(
+  emitter: { once(event: string, fn: (...args: T) => void): unknown },
+  event: string,
+): Promise<T> {
+  return new Promise((resolve) => emitter.once(event, (...args: T) => resolve(args)));
+}

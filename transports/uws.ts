@@ -1,0 +1,411 @@
+/**
+ * The uWebSockets.js transport. It takes the user's `app` and never loads uWebSockets.js itself (type imports
+ * only), so users of the ws transport never need it installed.
+ *
+ * Fan-out: every channel is a native uWS topic (namespaced per transport, so two transports or two registries
+ * on one app never see each other's traffic). A publish to one channel is one `app.publish`: C++ walks the
+ * subscribers and batches per socket. `except` of one session uses that socket's own `publish`, which skips
+ * the sender. Anything else (several channels at once, several sessions to skip) is the plain per-session loop.
+ *
+ * Backpressure accounting: uWS is told never to drop (`maxBackpressure: 0`) because this build has no `dropped`
+ * callback and a drop inside C++ could not be counted. The shared policy is applied in JS instead, with the same
+ * rule as every transport ("a message to a session whose buffered bytes are past `limit` is dropped"):
+ * - after each native publish, the loop that counts deliveries reads each recipient's `getBufferedAmount()`
+ *   (a cheap native getter, no syscall); a session past the limit becomes *congested*: it is unsubscribed from
+ *   its native topics, so C++ stops writing to it;
+ * - every later publish to its channels reaches it through `deliver()`, which drops the message (counted, `drop`
+ *   event) or, under the `close` policy, drops it and closes the session with the policy's close code;
+ * - when the socket drains below the limit (`drain` handler, or a direct send that finds it below) it is
+ *   subscribed to its topics again. Messages it missed meanwhile were each counted as dropped.
+ * So every message is counted exactly once: delivered to every natively subscribed recipient, dropped or
+ * delivered one by one for congested ones. Builds that do have a `dropped` callback get one too, as a safety
+ * net: anything a build reports dropped is counted.
+ *
+ * A uWS socket is invalid after its close handler ran: the handler detaches the socket from its session
+ * before telling the registry, and every access goes through `session.ws`, null from then on.
+ */
+import { randomBytes } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type {
+  HttpRequest,
+  HttpResponse,
+  TemplatedApp,
+  WebSocket,
+  WebSocketBehavior,
+  us_socket_context_t,
+} from 'uWebSockets.js';
+import { encode, type Message } from '../src/message.js';
+import type { ResolvedTransportOptions, TransportOptions } from '../src/options.js';
+import { assertObject, resolveTransportOptions } from '../src/options.js';
+import type { SessionRegistry } from '../src/registry.js';
+import type { RouteMatcher } from '../src/route.js';
+import { compileRoutes } from '../src/route.js';
+import { BaseSession, type SendResult, type SessionInit } from '../src/session.js';
+import type { Transport, TransportHost } from '../src/transport.js';
+import { fanoutLoop } from '../src/transport.js';
+import { decideUpgrade, defaultReason, toUpgradeRequest, type UpgradeRequest } from '../src/upgrade.js';
+import { isNativeUws } from './uws-native.js';
+import { uwsCloseCode, uwsHeartbeat } from './uws-options.js';
+
+export { assertNativeUws, isNativeUws } from './uws-native.js';
+export { uwsHeartbeat, uwsHeartbeatBound } from './uws-options.js';
+
+export interface UwsTransportOptions<TData> extends TransportOptions<TData> {
+  /** The app from `uWS.App()` or `uWS.SSLApp()`. It must be the native build (see `isNativeUws`). */
+  app: TemplatedApp;
+}
+
+/** The uWS transport: the handle `uwsTransport()` returns. */
+export interface UwsTransport extends Transport {
+  readonly name: 'uws';
+  readonly app: TemplatedApp;
+  /** The path matcher. */
+  readonly match: RouteMatcher;
+  /** The native topic that carries `channel` for this transport. */
+  topic(channel: string): string;
+}
+
+/** What travels from the upgrade to the open handler, then holds the session. */
+interface UserData<TData> {
+  session: UwsSession<TData> | null;
+  request: UpgradeRequest;
+  data: TData;
+  channels: readonly string[];
+}
+
+type Socket<TData> = WebSocket<UserData<TData>>;
+
+const SENT = 1;
+const DROPPED = 2;
+
+class UwsSession<TData> extends BaseSession<TData> {
+  readonly transport = 'uws';
+  /** The socket, until its close handler runs; null after (uWS throws on any access to a closed socket). */
+  ws: Socket<TData> | null;
+  /** Past the backpressure limit: unsubscribed from its native topics until it drains. */
+  congested = false;
+  readonly #owner: UwsTransportImpl<TData>;
+
+  constructor(init: SessionInit<TData>, ws: Socket<TData>, owner: UwsTransportImpl<TData>) {
+    super(init);
+    this.ws = ws;
+    this.#owner = owner;
+  }
+
+  get bufferedAmount(): number {
+    return this.ws === null ? 0 : this.ws.getBufferedAmount();
+  }
+
+  protected write(message: Message): SendResult {
+    const ws = this.ws;
+    if (ws === null) return 'closed';
+    const status = ws.send(message.bytes, message.binary, false);
+    if (status === DROPPED) return 'dropped';
+    const over = ws.getBufferedAmount() > this.backpressure.limit;
+    if (over !== this.congested) {
+      if (over) this.#owner.congest(this);
+      else this.#owner.uncongest(this);
+    }
+    return status === SENT ? 'sent' : 'queued';
+  }
+
+  protected doClose(code: number, reason: string): void {
+    // end() runs the close handler at once, which detaches the socket and reports to the registry.
+    this.ws?.end(code, reason);
+  }
+
+  terminate(): void {
+    this.ws?.close();
+  }
+}
+
+// One 404 catch-all route per app, shared by every transport on it (uWS drops unmatched upgrades silently).
+const appTransports = new WeakMap<TemplatedApp, UwsTransportImpl<never>[]>();
+let transportCount = 0;
+
+class UwsTransportImpl<TData> implements UwsTransport {
+  readonly name = 'uws';
+  readonly app: TemplatedApp;
+  readonly match: RouteMatcher;
+  readonly #host: TransportHost<TData>;
+  readonly #options: ResolvedTransportOptions<TData>;
+  readonly #prefix: string;
+  readonly #limit: number;
+  readonly #sessions = new Set<UwsSession<TData>>();
+  #closed = false;
+
+  constructor(registry: SessionRegistry<TData, never>, options: UwsTransportOptions<TData>) {
+    const raw: unknown = options;
+    assertObject(raw, 'options');
+    this.#options = resolveTransportOptions<TData>(raw, registry.options.backpressure, 'uwsTransport', [
+      'app',
+    ]);
+    const app = raw['app'];
+    if (typeof app !== 'object' || app === null || typeof (app as TemplatedApp).ws !== 'function') {
+      throw new TypeError('The "app" option must be a uWebSockets.js app (uWS.App() or uWS.SSLApp())');
+    }
+    if (!isNativeUws(app)) {
+      throw new TypeError(
+        'The "app" option is not a native uWebSockets.js app: the pure-JS fallback was loaded ' +
+          '(no binary for this platform and Node ABI, or UWS_USE_FALLBACK is set)',
+      );
+    }
+    this.app = app as TemplatedApp;
+    this.match = compileRoutes(this.#options.path);
+    const heartbeat = uwsHeartbeat(this.#options.heartbeat);
+    this.#limit = this.#options.backpressure.limit;
+    this.#prefix = `fanout:${++transportCount}.${randomBytes(3).toString('hex')}:`;
+    this.#host = registry.attach(this);
+    const behavior: WebSocketBehavior<UserData<TData>> & { dropped?: unknown } = {
+      compression: 0,
+      maxPayloadLength: this.#options.maxPayload,
+      // Never let C++ drop: the policy is applied (and counted) in JS, see the header comment.
+      maxBackpressure: 0,
+      closeOnBackpressureLimit: 0,
+      maxLifetime: 0,
+      ...heartbeat,
+      upgrade: (res, req, context) => this.#upgrade(res, req, context),
+      open: (ws) => this.#open(ws),
+      message: (ws, data, isBinary) => {
+        const session = ws.getUserData().session;
+        if (session === null) return;
+        // The ArrayBuffer is neutered when this handler returns: copy it.
+        const bytes = Buffer.from(new Uint8Array(data));
+        this.#host.message(session, isBinary ? bytes : bytes.toString('utf8'), isBinary);
+      },
+      drain: (ws) => {
+        const session = ws.getUserData().session;
+        if (session !== null && session.congested && ws.getBufferedAmount() <= this.#limit)
+          this.uncongest(session);
+      },
+      close: (ws, code, message) => this.#close(ws, code, message),
+      // Newer official builds report messages they dropped; with maxBackpressure 0 none should be.
+      dropped: (ws: Socket<TData>, data: ArrayBuffer, isBinary: boolean) => {
+        const session = ws.getUserData().session;
+        if (session === null) return;
+        const bytes = Buffer.from(new Uint8Array(data));
+        this.#host.dropped(session, encode(isBinary ? bytes : bytes.toString('utf8')), 'backpressure');
+      },
+    };
+    const patterns = typeof this.#options.path === 'string' ? [this.#options.path] : this.#options.path;
+    for (const pattern of patterns) this.app.ws(pattern, behavior);
+    this.#installNotFound();
+  }
+
+  topic(channel: string): string {
+    return this.#prefix + channel;
+  }
+
+  fanout(
+    message: Message,
+    sessions: ReadonlySet<BaseSession<never>>,
+    except: ReadonlySet<BaseSession<never>> | null,
+    channel: string | null,
+  ): void {
+    if (channel === null || this.#closed) return fanoutLoop(message, sessions, except);
+    // Which socket must native publish skip? A skipped session that is not natively subscribed to the topic
+    // (not in the channel, congested, another transport's) is skipped by app.publish anyway.
+    let sender: UwsSession<TData> | null = null;
+    if (except !== null) {
+      for (const skipped of except) {
+        if (!sessions.has(skipped)) continue;
+        const session = skipped as unknown as UwsSession<TData>;
+        if (session.congested || session.ws === null) continue;
+        // Native publish can skip one socket, not two.
+        if (sender !== null) return fanoutLoop(message, sessions, except);
+        sender = session;
+      }
+    }
+    try {
+      const topic = this.#prefix + channel;
+      if (sender === null) this.app.publish(topic, message.bytes, message.binary, false);
+      else (sender.ws as Socket<TData>).publish(topic, message.bytes, message.binary, false);
+    } catch (err) {
+      this.#host.error(err);
+      return fanoutLoop(message, sessions, except);
+    }
+    this.#account(message, sessions, except);
+  }
+
+  /**
+   * After a native publish: counts one delivery per natively subscribed recipient and marks the ones now past
+   * the limit congested; a congested one gets the message (or its drop) through the policy in `deliver()`.
+   */
+  #account(
+    message: Message,
+    sessions: ReadonlySet<BaseSession<never>>,
+    except: ReadonlySet<BaseSession<never>> | null,
+  ): void {
+    const host = this.#host;
+    const limit = this.#limit;
+    for (const member of sessions) {
+      if (except !== null && except.has(member)) continue;
+      const session = member as unknown as UwsSession<TData>;
+      const ws = session.ws;
+      if (session.congested || ws === null) {
+        session.deliver(message);
+        continue;
+      }
+      host.delivered(session, message);
+      if (ws.getBufferedAmount() > limit) this.congest(session);
+    }
+  }
+
+  subscribed(session: BaseSession<never>, channel: string): void {
+    const s = session as unknown as UwsSession<TData>;
+    if (s.ws !== null && !s.congested) s.ws.subscribe(this.#prefix + channel);
+  }
+
+  unsubscribed(session: BaseSession<never>, channel: string): void {
+    const s = session as unknown as UwsSession<TData>;
+    if (s.ws !== null && !s.congested) s.ws.unsubscribe(this.#prefix + channel);
+  }
+
+  /** Takes a session past the limit off its native topics. */
+  congest(session: UwsSession<TData>): void {
+    if (session.congested) return;
+    session.congested = true;
+    const ws = session.ws;
+    if (ws === null) return;
+    for (const channel of session._channels) ws.unsubscribe(this.#prefix + channel);
+  }
+
+  /** Puts a drained session back on its native topics. */
+  uncongest(session: UwsSession<TData>): void {
+    if (!session.congested) return;
+    session.congested = false;
+    const ws = session.ws;
+    if (ws === null) return;
+    for (const channel of session._channels) ws.subscribe(this.#prefix + channel);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    // The registry closed its sessions already; a direct call must not leave any behind either.
+    for (const session of [...this.#sessions]) session.terminate();
+    const list = appTransports.get(this.app);
+    const i = list?.indexOf(this as unknown as UwsTransportImpl<never>) ?? -1;
+    if (list !== undefined && i !== -1) list.splice(i, 1);
+  }
+
+  /** Runs in the uWS upgrade callback: everything needed from `req` is copied before the first await. */
+  #upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void {
+    const path = req.getUrl();
+    const query = req.getQuery();
+    const headers: Record<string, string> = {};
+    req.forEach((name, value) => {
+      headers[name] = value;
+    });
+    const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
+    const request = toUpgradeRequest(query ? `${path}?${query}` : path, headers, remoteAddress, this.match);
+    if (request === null) return this.#reject(res, null, 404, defaultReason(404));
+    if (this.#closed || this.#host.closing) return this.#reject(res, request, 503, defaultReason(503));
+    const key = headers['sec-websocket-key'] ?? '';
+    // Echo one subprotocol (the first offered), as ws does by default; echoing the whole list is invalid.
+    const protocol = (headers['sec-websocket-protocol'] ?? '').split(',')[0]?.trim() ?? '';
+    const extensions = headers['sec-websocket-extensions'] ?? '';
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    decideUpgrade(request, this.#options.authenticate, this.#options.channels)
+      .then((decision) => {
+        // The peer went away while authenticate ran: nothing was registered and nothing may be written.
+        if (aborted) return;
+        if (!decision.ok) {
+          if (decision.error !== undefined) this.#host.error(decision.error);
+          return this.#reject(res, request, decision.status, decision.reason);
+        }
+        if (this.#closed || this.#host.closing) return this.#reject(res, request, 503, defaultReason(503));
+        const userData: UserData<TData> = {
+          session: null,
+          request,
+          data: decision.data,
+          channels: decision.channels,
+        };
+        res.cork(() => res.upgrade(userData, key, protocol, extensions, context));
+      })
+      .catch((err: unknown) => this.#host.error(err));
+  }
+
+  #open(ws: Socket<TData>): void {
+    const userData = ws.getUserData();
+    const session = new UwsSession<TData>(
+      {
+        host: this.#host,
+        data: userData.data,
+        params: userData.request.params,
+        remoteAddress: userData.request.remoteAddress,
+        backpressure: this.#options.backpressure,
+      },
+      ws,
+      this,
+    );
+    userData.session = session;
+    this.#sessions.add(session);
+    this.#host.open(session, userData.channels);
+  }
+
+  #close(ws: Socket<TData>, code: number, message: ArrayBuffer): void {
+    const userData = ws.getUserData();
+    const session = userData.session;
+    if (session === null) return;
+    // From here on the socket is invalid: detach it first, so nothing the registry does next can touch it.
+    userData.session = null;
+    session.ws = null;
+    this.#sessions.delete(session);
+    const reason = Buffer.from(message).toString('utf8');
+    this.#host.closed(session, uwsCloseCode(code, reason), reason);
+  }
+
+  /** Answers an upgrade with an HTTP error before any 101 (and counts it). */
+  #reject(res: HttpResponse, request: UpgradeRequest | null, status: number, reason: string): void {
+    this.#host.rejected(request, status, reason);
+    respond(res, status, reason);
+  }
+
+  /** Rejection of an upgrade whose path no transport on this app owns. */
+  notFound(): void {
+    this.#host.rejected(null, 404, defaultReason(404));
+  }
+
+  #installNotFound(): void {
+    let list = appTransports.get(this.app);
+    if (list === undefined) {
+      const transports: UwsTransportImpl<never>[] = [];
+      list = transports;
+      appTransports.set(this.app, list);
+      // A wildcard ranks below every static and parameter route, so it only sees paths nobody else owns.
+      this.app.ws('/*', {
+        upgrade: (res) => {
+          transports[0]?.notFound();
+          respond(res, 404, defaultReason(404));
+        },
+      });
+    }
+    list.push(this as unknown as UwsTransportImpl<never>);
+  }
+}
+
+function respond(res: HttpResponse, status: number, reason: string): void {
+  res.cork(() => {
+    res
+      .writeStatus(`${status} ${STATUS_CODES[status] ?? 'Error'}`)
+      .writeHeader('Content-Type', 'text/plain; charset=utf-8')
+      .end(reason, true);
+  });
+}
+
+/**
+ * Connects a registry to a uWebSockets.js app: routes upgrades by path, runs `authenticate` before the 101,
+ * maps channels to native topics, pings through uWS's idle timeout, enforces inbound limits and applies the
+ * shared backpressure policy with exact accounting (see the module comment).
+ */
+export function uwsTransport<TData>(
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  registry: SessionRegistry<TData, any>,
+  options: UwsTransportOptions<TData>,
+): UwsTransport {
+  return new UwsTransportImpl<TData>(registry as SessionRegistry<TData, never>, options);
+}
