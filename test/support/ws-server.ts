@@ -107,9 +107,7 @@ export function upgradeStatus(url: string, headers?: Record<string, string>): Pr
 }
 
 /** Resolves with the arguments of the next `event` the emitter fires. */
-export function once<T extends unknown[]>(
-  emitter: { once(event: string, fn: (...args: T) => void): unknown },
-  event: string,
-): Promise<T> {
-  return new Promise((resolve) => emitter.once(event, (...args: T) => resolve(args)));
+export function once<T extends unknown[] = unknown[]>(emitter: object, event: string): Promise<T> {
+  const target = emitter as { once(event: string, fn: (...args: T) => void): unknown };
+  return new Promise((resolve) => target.once(event, (...args: T) => resolve(args)));
 }
