@@ -29,7 +29,7 @@ type Group = Map<Transport, Set<BaseSession<never>>>;
  * Knows every session and the channels it is in; `publish` encodes a payload once and hands it to each
  * transport with sessions in the channel. Knows nothing about sockets: transports attach to it.
  */
-export class SessionRegistry<TData = unknown, TChannels extends ChannelMap = ChannelMap> extends EventEmitter<
+export class SessionRegistry<TData = unknown, TChannels extends object = ChannelMap> extends EventEmitter<
   RegistryEvents<TData>
 > {
   readonly options: ResolvedRegistryOptions;
