@@ -1,0 +1,104 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis, type RedisOptions } from 'ioredis';
+import { afterEach, describe, expect, it } from 'vitest';
+import { redisBroker, type RedisBroker } from '../../src/brokers/redis.js';
+import { Leftovers, ServerProcess, connect, nextEvent, run, startNode } from './helpers.js';
+import { brokerSuite } from './suite.js';
+
+const SHARED: RedisOptions = { host: '127.0.0.1', port: 6379 };
+
+function client(leftovers: Leftovers, options: RedisOptions = SHARED): Redis {
+  const redis = new Redis(options);
+  redis.on('error', () => {}); // reconnect noise; the broker reports what matters
+  leftovers.add(() => redis.disconnect());
+  return redis;
+}
+
+brokerSuite({
+  name: 'redis',
+  prefix: (test) => `fanout-test:${run}:${test}:`,
+  async broker(leftovers, prefix) {
+    return { broker: redisBroker({ client: client(leftovers), prefix }) };
+  },
+  async raw(leftovers, prefix, channel, bytes) {
+    const redis = client(leftovers);
+    await redis.publish(prefix + channel, bytes);
+    redis.disconnect();
+  },
+  async subscribers(leftovers, prefix, channel) {
+    const redis = client(leftovers);
+    const reply = (await redis.call('PUBSUB', 'NUMSUB', prefix + channel)) as [string, number];
+    redis.disconnect();
+    return Number(reply[1]);
+  },
+});
+
+describe('redis broker options', () => {
+  it('rejects wrong options with a TypeError naming the option', () => {
+    expect(() => redisBroker({} as never)).toThrow(/"client"/);
+    expect(() => redisBroker({ client: {} as never })).toThrow(/"client"/);
+    const fake = { duplicate() {}, publish() {}, status: 'wait' } as unknown as Redis;
+    expect(() => redisBroker({ client: fake, prefix: 1 as never })).toThrow(/"prefix"/);
+    expect(() => redisBroker({ client: fake, timeout: 0 })).toThrow(RangeError);
+    expect(() => redisBroker({ client: fake, timeout: 'x' as never })).toThrow(/"timeout"/);
+    expect(() => redisBroker({ client: fake, nope: 1 } as never)).toThrow(/"nope"/);
+  });
+});
+
+describe('redis broker: the server goes away and comes back', () => {
+  const leftovers = new Leftovers();
+  afterEach(() => leftovers.dispose());
+
+  it('local delivery goes on, errors and failed publishes are reported, cross-node delivery resumes', async () => {
+    // A private redis-server on a unix socket: no port to race for, and the same path after the restart.
+    const dir = mkdtempSync(join(tmpdir(), 'fanout-redis-'));
+    leftovers.add(() => rmSync(dir, { recursive: true, force: true }));
+    const path = join(dir, 'r.sock');
+    const args = ['--port', '0', '--unixsocket', path, '--save', '', '--appendonly', 'no', '--dir', dir];
+    const server = new ServerProcess('redis-server', /ready to accept connections/);
+    leftovers.add(() => server.stop());
+    await server.start(args);
+
+    const options: RedisOptions = { path, retryStrategy: () => 20 };
+    const clientA = client(leftovers, options);
+    const clientB = client(leftovers, options);
+    const brokerA: RedisBroker = redisBroker({ client: clientA, prefix: `restart:${run}:`, timeout: 300 });
+    const brokerB: RedisBroker = redisBroker({ client: clientB, prefix: `restart:${run}:`, timeout: 300 });
+    const a = await startNode(leftovers, 'A', brokerA);
+    const b = await startNode(leftovers, 'B', brokerB);
+    const onA = await connect(leftovers, a, ['r']);
+    const onB = await connect(leftovers, b, ['r']);
+    await Promise.all([brokerA.idle(), brokerB.idle()]);
+
+    a.registry.publish('r', 'before');
+    await onB.until((m) => m.includes('before'), '"before" on B');
+
+    const lost = [a, b].map((n) =>
+      nextEvent(n.registry, 'error', (e: Error) => /connection lost/.test(e.message)),
+    );
+    await server.stop();
+    await Promise.all(lost);
+
+    const failed = nextEvent(a.registry, 'error', (e: Error) => /publish not/.test(e.message));
+    a.registry.publish('r', 'during');
+    await onA.until((m) => m.includes('during'), 'local delivery of "during" on A');
+    await failed;
+    expect(a.registry.stats().broker).toMatchObject({ published: 1, failed: 1 });
+
+    await server.start(args);
+    await Promise.all([brokerA.idle(), brokerB.idle()]);
+    for (const c of [clientA, clientB]) if (c.status !== 'ready') await nextEvent(c, 'ready');
+
+    a.registry.publish('r', 'after');
+    await onB.until((m) => m.includes('after'), '"after" on B (subscription restored)');
+    b.registry.publish('r', 'after-b');
+    await onA.until((m) => m.includes('after-b'), '"after-b" on A');
+    // At most once: what was published during the outage never reaches the other node.
+    expect(onB.messages).toEqual(['before', 'after', 'after-b']);
+    expect(onA.messages).toEqual(['before', 'during', 'after', 'after-b']);
+    expect(a.registry.stats().broker).toMatchObject({ published: 2, failed: 1 });
+    expect(b.registry.stats().broker).toMatchObject({ published: 1, failed: 0 });
+  });
+});
