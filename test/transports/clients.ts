@@ -1,0 +1,141 @@
+import type { Socket } from 'node:net';
+import { WebSocket, type ClientOptions } from 'ws';
+import type { RegistryEvents, SessionRegistry } from '../../src/index.js';
+
+/** Everything a test started, disposed after it in reverse order. */
+export class Leftovers {
+  readonly #items: (() => Promise<unknown> | unknown)[] = [];
+  add(dispose: () => Promise<unknown> | unknown): void {
+    this.#items.push(dispose);
+  }
+  async dispose(): Promise<void> {
+    for (const item of this.#items.splice(0).reverse()) await item();
+  }
+}
+
+/** Rejects with `what` after `ms` unless `promise` settles first. Bounds every wait in the suite. */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export interface Closed {
+  code: number;
+  reason: string;
+}
+
+export interface Client {
+  readonly ws: WebSocket;
+  /** Text messages as strings, binary ones as `bin:<hex>`. */
+  readonly messages: string[];
+  readonly closed: Promise<Closed>;
+  /** The raw TCP socket (for pause/resume/destroy). */
+  readonly socket: Socket;
+  /** Resolves once `n` messages arrived in total (bounded by `ms`). */
+  received(n: number, ms?: number): Promise<string[]>;
+}
+
+/** A real `ws` client that records every message; resolves once open. */
+export function connect(leftovers: Leftovers, url: string, options?: ClientOptions): Promise<Client> {
+  return new Promise<Client>((resolve, reject) => {
+    const ws = new WebSocket(url, options);
+    const messages: string[] = [];
+    let waiters: { n: number; resolve: (m: string[]) => void }[] = [];
+    ws.on('message', (data, isBinary) => {
+      messages.push(isBinary ? `bin:${(data as Buffer).toString('hex')}` : (data as Buffer).toString());
+      if (waiters.length === 0) return;
+      const ready = waiters.filter((w) => messages.length >= w.n);
+      waiters = waiters.filter((w) => messages.length < w.n);
+      for (const w of ready) w.resolve(messages);
+    });
+    const closed = new Promise<Closed>((res) =>
+      ws.on('close', (code, reason) => res({ code, reason: reason.toString() })),
+    );
+    ws.on('error', () => {});
+    leftovers.add(() => ws.terminate());
+    ws.once('open', () => {
+      const socket = (ws as unknown as { _socket: Socket })._socket;
+      resolve({
+        ws,
+        messages,
+        closed,
+        socket,
+        received: (n, ms = 10_000) =>
+          within(
+            messages.length >= n
+              ? Promise.resolve(messages)
+              : new Promise<string[]>((r) => waiters.push({ n, resolve: r })),
+            ms,
+            `${n} messages (got ${messages.length})`,
+          ),
+      });
+    });
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`Unexpected status ${res.statusCode}`)));
+    ws.once('error', reject);
+  });
+}
+
+/** Opens `count` clients, at most `concurrency` handshakes at a time. */
+export async function connectMany(
+  leftovers: Leftovers,
+  url: string,
+  count: number,
+  concurrency = 100,
+): Promise<Client[]> {
+  const out: Client[] = [];
+  for (let i = 0; i < count; i += concurrency) {
+    const batch = Array.from({ length: Math.min(concurrency, count - i) }, () => connect(leftovers, url));
+    out.push(...(await Promise.all(batch)));
+  }
+  return out;
+}
+
+/** The HTTP status an upgrade attempt got (101 when it was accepted). */
+export function upgradeStatus(url: string, headers?: Record<string, string>): Promise<number> {
+  return within(
+    new Promise((resolve, reject) => {
+      const ws = new WebSocket(url, { headers });
+      ws.on('unexpected-response', (_req, res) => {
+        resolve(res.statusCode ?? 0);
+        res.resume();
+        ws.terminate();
+      });
+      ws.on('open', () => {
+        resolve(101);
+        ws.terminate();
+      });
+      ws.on('error', (err) => {
+        if (!/Unexpected server response/.test(err.message)) reject(err);
+      });
+    }),
+    10_000,
+    `the answer to an upgrade of ${url}`,
+  );
+}
+
+/** Resolves with the arguments of the next registry `event` that satisfies `filter` (bounded by `ms`). */
+export function next<TData, E extends keyof RegistryEvents<TData>>(
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  registry: SessionRegistry<TData, any>,
+  event: E,
+  filter: (...args: RegistryEvents<TData>[E]) => boolean = () => true,
+  ms = 10_000,
+): Promise<RegistryEvents<TData>[E]> {
+  type Listener = (...args: RegistryEvents<TData>[E]) => void;
+  const emitter = registry as unknown as { on(e: E, l: Listener): unknown; off(e: E, l: Listener): unknown };
+  let listener: Listener | undefined;
+  const p = new Promise<RegistryEvents<TData>[E]>((resolve) => {
+    listener = (...args) => {
+      if (!filter(...args)) return;
+      emitter.off(event, listener as Listener);
+      resolve(args);
+    };
+    emitter.on(event, listener);
+  });
+  return within(p, ms, `the "${String(event)}" event`).finally(() =>
+    emitter.off(event, listener as Listener),
+  );
+}

@@ -1,0 +1,4 @@
+import { defineTransportSuite } from './suite.js';
+import { uwsHarness } from './uws-harness.js';
+
+defineTransportSuite(uwsHarness);
