@@ -1,0 +1,310 @@
+/** Turns one run's results into the console summary, the Markdown report and the JSON file. */
+import type { Verdict } from './goals.js';
+import type { MicroRow } from './micro.js';
+import type { BurstRow, SocketResults } from './scenarios.js';
+import { LABELS, SHAPE_LABELS, TARGETS, type Target } from './protocol.js';
+import { bytes, int, mdTable, ms, rate, ratio, textTable } from './format.js';
+
+export interface Machine {
+  nproc: number;
+  cpu: string;
+  node: string;
+  platform: string;
+  memoryGiB: number;
+  openFileLimit: number;
+}
+
+export interface Results extends SocketResults {
+  machine: Machine;
+  command: string;
+  startedAt: string;
+  durationMs: number;
+  micro: MicroRow[];
+  goals: Verdict[];
+}
+
+const RATIOS: [Target, Target][] = [
+  ['ws', 'ws-naive'],
+  ['ws', 'socketio'],
+  ['uws', 'uws-raw'],
+  ['uws', 'socketio'],
+];
+
+function burstPivot(rows: readonly BurstRow[]): { head: string[]; body: string[][] } {
+  const targets = TARGETS.filter((t) => rows.some((r) => r.target === t));
+  const ratios = RATIOS.filter(([a, b]) => targets.includes(a) && targets.includes(b));
+  const keys = [...new Set(rows.map((r) => `${r.sessions}|${r.size}|${r.shape}`))];
+  const body = keys.map((key) => {
+    const [n, size, shape] = key.split('|') as [string, string, keyof typeof SHAPE_LABELS];
+    const cell = (t: Target) =>
+      rows.find(
+        (r) => r.target === t && r.sessions === Number(n) && r.size === Number(size) && r.shape === shape,
+      );
+    return [
+      `${int(Number(n))} x ${int(Number(size))} B, ${SHAPE_LABELS[shape]}`,
+      ...targets.map((t) => {
+        const c = cell(t);
+        return c === undefined ? '-' : rate(c.m.deliveriesPerSec) + (c.m.valid ? '' : ' (!)');
+      }),
+      ...ratios.map(([a, b]) => {
+        const x = cell(a);
+        const y = cell(b);
+        return x === undefined || y === undefined ? '-' : ratio(x.m.deliveriesPerSec / y.m.deliveriesPerSec);
+      }),
+    ];
+  });
+  return { head: ['deliveries/s', ...targets, ...ratios.map(([a, b]) => `${a}/${b}`)], body };
+}
+
+function verdictRows(goals: readonly Verdict[]): string[][] {
+  return goals.map((g) => [g.goal, g.where, g.value, g.status, g.by]);
+}
+
+function invalid(r: Results): string[] {
+  const out: string[] = [];
+  for (const b of r.burst) {
+    if (!b.m.valid)
+      out.push(`burst ${b.target} ${int(b.sessions)} x ${b.size} B ${b.shape}: ${b.m.problems.join('; ')}`);
+  }
+  for (const l of r.latency)
+    if (!l.m.valid || !l.m.sustained) out.push(`latency ${l.target}: ${l.m.problems.join('; ')}`);
+  return out;
+}
+
+/** The console summary: the pivot with ratios, the targets, what was invalid or skipped. */
+export function consoleSummary(r: Results): string {
+  const lines: string[] = [];
+  if (r.burst.length > 0) {
+    const p = burstPivot(r.burst);
+    lines.push('Burst throughput, deliveries/s ((!) = invalid run)', textTable(p.head, p.body), '');
+  }
+  if (r.latency.length > 0) {
+    lines.push(
+      'Latency at a fixed rate (publish -> receive, ms)',
+      textTable(
+        ['target', 'sessions', 'rate/s', 'p50', 'p99', 'max', 'sustained'],
+        r.latency.map((l) => [
+          l.target,
+          int(l.m.sessions),
+          String(l.m.rate),
+          ms(l.m.latency.p50),
+          ms(l.m.latency.p99),
+          ms(l.m.latency.max),
+          l.m.sustained ? 'yes' : 'NO',
+        ]),
+      ),
+      '',
+    );
+  }
+  if (r.memory.length > 0) {
+    lines.push(
+      'Idle memory per session (server)',
+      textTable(
+        ['target', 'sessions', 'RSS/session', 'JS heap+external/session'],
+        r.memory.map((m) => [m.target, int(m.sessions), bytes(m.rssPerSession), bytes(m.heapPerSession)]),
+      ),
+      '',
+    );
+  }
+  if (r.capacity.length > 0) {
+    lines.push(
+      'Capacity (highest publish rate with p99 under target, nothing lost)',
+      textTable(
+        ['target', 'sessions', 'size', 'p99 target', 'publishes/s', 'deliveries/s'],
+        r.capacity.map((c) => [
+          c.target,
+          int(c.sessions),
+          `${c.size} B`,
+          `${c.p99Target} ms`,
+          c.rate > 0 ? int(c.rate) : 'none passed',
+          rate(c.rate * c.sessions),
+        ]),
+      ),
+      '',
+    );
+  }
+  if (r.isolation.length > 0) lines.push('Slow consumers', textTable(...isolationTable(r)), '');
+  if (r.micro.length > 0) lines.push('Registry micro-benchmarks', textTable(...microTable(r)), '');
+  if (r.goals.length > 0) {
+    lines.push('Targets', textTable(['goal', 'where', 'value', 'status', 'by'], verdictRows(r.goals)), '');
+  }
+  for (const s of r.skipped) lines.push(`SKIPPED ${s.target}: ${s.reason}`);
+  for (const p of invalid(r)) lines.push(`INVALID ${p}`);
+  return lines.join('\n');
+}
+
+function isolationTable(r: Results): [string[], string[][]] {
+  return [
+    [
+      'target',
+      'policy',
+      'stalled',
+      'healthy p50',
+      'p99',
+      'max',
+      'healthy lost',
+      'RSS before',
+      'RSS after',
+      'dropped',
+      'closed (bp)',
+    ],
+    r.isolation.map((i) => [
+      i.target,
+      i.policy,
+      `${i.stalled}/${int(i.sessions)}`,
+      ms(i.m.latency.p50),
+      ms(i.m.latency.p99),
+      ms(i.m.latency.max),
+      int(i.m.expected - i.m.received),
+      bytes(i.rssBefore),
+      bytes(i.m.serverRss),
+      i.m.fanoutStats === undefined ? '-' : int(i.m.fanoutStats.dropped),
+      i.m.fanoutStats === undefined ? '-' : int(i.m.fanoutStats.closedForBackpressure),
+    ]),
+  ];
+}
+
+function microTable(r: Results): [string[], string[][]] {
+  return [
+    ['case', 'ops/s', '+/-', 'deliveries/s'],
+    r.micro.map((m) => [
+      m.name,
+      rate(m.opsPerSec),
+      `${m.rme.toFixed(1)}%`,
+      m.deliveriesPerSec === undefined ? '-' : rate(m.deliveriesPerSec),
+    ]),
+  ];
+}
+
+export function markdown(r: Results, chartFile: string | null): string {
+  const m = r.machine;
+  const out: string[] = [
+    `# fanout bench, ${r.startedAt}`,
+    '',
+    `Machine: ${m.nproc} CPU (${m.cpu}), ${m.memoryGiB} GiB, Node ${m.node}, ${m.platform}, open-file limit ${int(m.openFileLimit)}.`,
+    `Command: \`${r.command}\` (${(r.durationMs / 1000).toFixed(0)} s). Server, load generator and this runner share the machine:`,
+    'compare figures within this run only.',
+    '',
+  ];
+  if (r.burst.length > 0) {
+    const p = burstPivot(r.burst);
+    out.push(
+      '## Burst throughput',
+      '',
+      'deliveries/s = N x M / (first publish -> last message received by the last client); (!) = invalid run.',
+      '',
+    );
+    out.push(mdTable(p.head, p.body), '');
+    if (chartFile !== null) out.push(`![deliveries/s versus sessions](${chartFile})`, '');
+    out.push(
+      mdTable(
+        [
+          'target',
+          'sessions',
+          'size',
+          'shape',
+          'messages',
+          'deliveries/s',
+          'elapsed ms',
+          'p50 ms',
+          'p99 ms',
+          'loadgen cores',
+          'loadgen busiest loop',
+          'valid',
+        ],
+        r.burst.map((b) => [
+          LABELS[b.target],
+          int(b.sessions),
+          `${b.size} B`,
+          SHAPE_LABELS[b.shape],
+          int(b.m.messages),
+          rate(b.m.deliveriesPerSec),
+          ms(b.m.elapsedMs),
+          ms(b.m.latency.p50),
+          ms(b.m.latency.p99),
+          b.m.loadgenCores.toFixed(2),
+          `${(b.m.loadgenMaxElu * 100).toFixed(0)}%`,
+          b.m.valid ? 'yes' : `no: ${b.m.problems.join('; ')}`,
+        ]),
+      ),
+      '',
+    );
+  }
+  if (r.latency.length > 0) {
+    out.push(
+      '## Latency at a fixed rate',
+      '',
+      mdTable(
+        ['target', 'sessions', 'size', 'rate/s', 'seconds', 'p50 ms', 'p99 ms', 'max ms', 'sustained'],
+        r.latency.map((l) => [
+          LABELS[l.target],
+          int(l.m.sessions),
+          `${l.m.size} B`,
+          String(l.m.rate),
+          String(l.m.seconds),
+          ms(l.m.latency.p50),
+          ms(l.m.latency.p99),
+          ms(l.m.latency.max),
+          l.m.sustained ? 'yes' : `no: ${l.m.problems.join('; ')}`,
+        ]),
+      ),
+      '',
+    );
+  }
+  if (r.capacity.length > 0) {
+    out.push('## Capacity', '');
+    for (const c of r.capacity) {
+      out.push(
+        `**${LABELS[c.target]}**, ${int(c.sessions)} sessions, ${c.size} B, p99 target ${c.p99Target} ms: ` +
+          (c.rate > 0
+            ? `**${int(c.rate)} publishes/s** (${rate(c.rate * c.sessions)} deliveries/s).`
+            : 'no rate passed.'),
+        '',
+        mdTable(
+          ['rate/s', 'p99 ms', 'passed', 'why not'],
+          c.steps.map((s) => [
+            int(Math.round(s.rate)),
+            ms(s.p99),
+            s.ok ? 'yes' : 'no',
+            s.problems.join('; '),
+          ]),
+        ),
+        '',
+      );
+    }
+  }
+  if (r.memory.length > 0) {
+    out.push(
+      '## Idle memory',
+      '',
+      'Server RSS and JS heap (+ external) growth per connected idle session, after a forced GC.',
+      '',
+      mdTable(
+        ['target', 'sessions', 'RSS/session', 'JS heap+external/session'],
+        r.memory.map((x) => [
+          LABELS[x.target],
+          int(x.sessions),
+          bytes(x.rssPerSession),
+          bytes(x.heapPerSession),
+        ]),
+      ),
+      '',
+    );
+  }
+  if (r.isolation.length > 0) {
+    out.push('## Slow-consumer isolation', '', mdTable(...isolationTable(r)), '');
+  }
+  if (r.micro.length > 0)
+    out.push('## Registry micro-benchmarks (in-memory sessions)', '', mdTable(...microTable(r)), '');
+  if (r.goals.length > 0) {
+    out.push('## Targets', '', mdTable(['goal', 'where', 'value', 'status', 'by'], verdictRows(r.goals)), '');
+  }
+  const bad = invalid(r);
+  if (bad.length > 0 || r.skipped.length > 0) {
+    out.push('## Invalid or skipped', '');
+    for (const s of r.skipped) out.push(`- skipped ${s.target}: ${s.reason}`);
+    for (const p of bad) out.push(`- ${p}`);
+    out.push('');
+  }
+  return out.join('\n');
+}

@@ -1,0 +1,91 @@
+/**
+ * `npm run bench`: fan-out benchmarks over real loopback sockets, fanout's transports beside the controls
+ * (naive ws loop, raw uWS publish, Socket.IO), all in one run. See bench/README.md.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { burstChart } from './chart.js';
+import { checkGoals } from './goals.js';
+import { cpuModel, openFileLimit } from './harness.js';
+import { runMicro } from './micro.js';
+import { HELP, parseOptions } from './options.js';
+import { killAllChildren, liveChildren } from './proc.js';
+import { consoleSummary, markdown, type Results } from './report.js';
+import { runSocketScenarios } from './scenarios.js';
+
+async function main(): Promise<number> {
+  const fdLimit = openFileLimit();
+  // One server process holds every session plus a few fds of its own.
+  const maxSessions = Math.max(1, fdLimit - 500);
+  let o;
+  try {
+    o = parseOptions(process.argv.slice(2), maxSessions);
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n\n${HELP}\n`);
+    return 2;
+  }
+  if (o === null) {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  const started = Date.now();
+  const tty = process.stderr.isTTY === true && !o.quiet;
+  const progress = (text: string): void => {
+    if (o.quiet) return;
+    const line = `[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${text}`;
+    if (tty) process.stderr.write(`\r\x1b[2K${line}`);
+    else process.stderr.write(`${line}\n`);
+  };
+
+  const socket = await runSocketScenarios(o, progress);
+  const micro = o.scenarios.includes('micro') ? await runMicro(1, (name) => progress(`micro: ${name}`)) : [];
+  if (tty) process.stderr.write('\r\x1b[2K');
+
+  const results: Results = {
+    ...socket,
+    micro,
+    goals: checkGoals(socket),
+    machine: {
+      nproc: os.availableParallelism(),
+      cpu: cpuModel(),
+      node: process.version,
+      platform: `${os.platform()} ${os.release()}`,
+      memoryGiB: Math.round(os.totalmem() / 1024 ** 3),
+      openFileLimit: fdLimit,
+    },
+    command: ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(
+      ' ',
+    ),
+    startedAt: new Date(started).toISOString(),
+    durationMs: Date.now() - started,
+  };
+
+  await mkdir(o.out, { recursive: true });
+  const stamp = results.startedAt.replace(/[:.]/g, '-');
+  const base = path.join(o.out, `bench-${stamp}`);
+  const chart = results.burst.length > 0 ? `${path.basename(base)}.svg` : null;
+  await writeFile(`${base}.json`, JSON.stringify(results, null, 2));
+  if (chart !== null) await writeFile(`${base}.svg`, burstChart(results.burst));
+  await writeFile(`${base}.md`, markdown(results, chart));
+  process.stdout.write(`${consoleSummary(results)}\n`);
+  process.stdout.write(`\nWrote ${base}.json, ${base}.md${chart === null ? '' : `, ${base}.svg`}\n`);
+  process.stdout.write(
+    `Took ${((Date.now() - started) / 1000).toFixed(0)} s on ${results.machine.nproc} CPU (${results.machine.cpu}).\n`,
+  );
+  return 0;
+}
+
+main().then(
+  (code) => {
+    if (liveChildren() > 0) killAllChildren();
+    process.exit(code);
+  },
+  (err: unknown) => {
+    killAllChildren();
+    process.stderr.write(
+      `\nbench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+    process.exit(1);
+  },
+);

@@ -1,0 +1,269 @@
+/**
+ * The scenarios over real sockets: burst throughput, latency at a fixed rate, capacity search, idle memory and
+ * slow-consumer isolation. Each target gets a fresh server process; every figure comes with its validity.
+ */
+import {
+  Clients,
+  Server,
+  burst,
+  fixedRate,
+  type Measured,
+  type MemSample,
+  type RateMeasured,
+} from './harness.js';
+import { messagesFor, type BenchOptions } from './options.js';
+import { FANOUT_TARGETS, UNAVAILABLE, type BackpressureSpec, type Shape, type Target } from './protocol.js';
+
+export interface BurstRow {
+  target: Target;
+  sessions: number;
+  size: number;
+  shape: Shape;
+  m: Measured;
+}
+export interface LatencyRow {
+  target: Target;
+  m: RateMeasured;
+}
+export interface MemoryRow {
+  target: Target;
+  sessions: number;
+  rssPerSession: number;
+  heapPerSession: number;
+  before: MemSample;
+  after: MemSample;
+}
+export interface CapacityStep {
+  rate: number;
+  ok: boolean;
+  p99: number;
+  deliveriesPerSec: number;
+  problems: string[];
+}
+export interface CapacityRow {
+  target: Target;
+  sessions: number;
+  size: number;
+  p99Target: number;
+  /** Highest rate that passed, publishes/s (0 when none did). */
+  rate: number;
+  steps: CapacityStep[];
+}
+export interface IsolationRow {
+  target: Target;
+  policy: string;
+  sessions: number;
+  stalled: number;
+  m: RateMeasured;
+  rssBefore: number;
+}
+export interface Skipped {
+  target: Target;
+  reason: string;
+}
+
+export interface SocketResults {
+  burst: BurstRow[];
+  latency: LatencyRow[];
+  memory: MemoryRow[];
+  capacity: CapacityRow[];
+  isolation: IsolationRow[];
+  skipped: Skipped[];
+}
+
+/** Backpressure for the throughput scenarios: large enough that no burst is dropped (a drop invalidates). */
+const ROOMY: BackpressureSpec = { limit: 64 * 1024 * 1024, policy: 'close' };
+
+export type Progress = (text: string) => void;
+
+async function startServer(target: Target, bp: BackpressureSpec, skipped: Skipped[]): Promise<Server | null> {
+  const server = new Server(target);
+  try {
+    await server.start(bp);
+    return server;
+  } catch (err) {
+    await server.stop();
+    const message = (err as Error).message;
+    const at = message.indexOf(UNAVAILABLE);
+    if (at === -1) throw err;
+    skipped.push({ target, reason: message.slice(at + UNAVAILABLE.length) });
+    return null;
+  }
+}
+
+export async function runSocketScenarios(o: BenchOptions, progress: Progress): Promise<SocketResults> {
+  const out: SocketResults = { burst: [], latency: [], memory: [], capacity: [], isolation: [], skipped: [] };
+  const has = (s: string): boolean => o.scenarios.includes(s as never);
+  const latencyN = o.latencySessions || Math.max(...o.sessions);
+  for (const target of o.targets) {
+    const sets = new Set<number>();
+    if (has('burst') || has('memory')) for (const n of o.sessions) sets.add(n);
+    if (has('latency')) sets.add(latencyN);
+    if (has('capacity')) sets.add(o.capacitySessions);
+    if (sets.size === 0) continue;
+    progress(`${target}: starting the server`);
+    const server = await startServer(target, ROOMY, out.skipped);
+    if (server === null) continue;
+    try {
+      for (const n of [...sets].sort((a, b) => a - b)) {
+        const before = await server.mem();
+        progress(`${target}: connecting ${n.toLocaleString('en-US')} clients`);
+        const clients = new Clients(n, o.workers);
+        try {
+          await clients.connect(server, 60_000);
+          if (has('memory') && o.sessions.includes(n)) {
+            const after = await server.mem();
+            out.memory.push({
+              target,
+              sessions: n,
+              before,
+              after,
+              rssPerSession: (after.rss - before.rss) / n,
+              heapPerSession: (after.heapUsed + after.external - before.heapUsed - before.external) / n,
+            });
+          }
+          if (has('burst') && o.sessions.includes(n)) {
+            const messages = messagesFor(o, n);
+            for (const size of o.sizes) {
+              for (const shape of o.shapes) {
+                progress(
+                  `${target}: burst ${n.toLocaleString('en-US')} x ${messages} msgs x ${size} B, ${shape}`,
+                );
+                out.burst.push({
+                  target,
+                  sessions: n,
+                  size,
+                  shape,
+                  m: await burst(server, clients, messages, size, shape),
+                });
+              }
+            }
+          }
+          if (has('latency') && n === latencyN) {
+            progress(
+              `${target}: latency at ${o.rate}/s for ${o.seconds} s, ${n.toLocaleString('en-US')} sessions`,
+            );
+            out.latency.push({ target, m: await fixedRate(server, clients, o.rate, o.seconds, 1024) });
+          }
+          if (has('capacity') && n === o.capacitySessions) {
+            out.capacity.push(await capacity(server, clients, o, progress));
+          }
+        } finally {
+          await clients.stop();
+        }
+        await server.waitCount(0, 15_000);
+      }
+    } finally {
+      await server.stop();
+    }
+  }
+  if (has('isolation')) await isolation(o, out, progress);
+  return out;
+}
+
+/** The highest publish rate with p99 under the target, nothing lost and the rate sustained. */
+async function capacity(
+  server: Server,
+  clients: Clients,
+  o: BenchOptions,
+  progress: Progress,
+): Promise<CapacityRow> {
+  const row: CapacityRow = {
+    target: server.target,
+    sessions: clients.n,
+    size: o.capacitySize,
+    p99Target: o.p99,
+    rate: 0,
+    steps: [],
+  };
+  const attempt = async (rate: number): Promise<boolean> => {
+    progress(
+      `${server.target}: capacity, ${clients.n.toLocaleString('en-US')} sessions at ${Math.round(rate)}/s`,
+    );
+    const m = await fixedRate(
+      server,
+      clients,
+      rate,
+      o.capacitySeconds,
+      o.capacitySize,
+      [],
+      o.capacitySeconds * 1000 + 10_000,
+    );
+    const ok = m.valid && m.sustained && m.latency.p99 <= o.p99;
+    const problems = [...m.problems];
+    if (m.latency.p99 > o.p99) problems.push(`p99 ${m.latency.p99.toFixed(1)} ms over ${o.p99} ms`);
+    row.steps.push({ rate, ok, p99: m.latency.p99, deliveriesPerSec: rate * clients.n, problems });
+    if (!ok) await new Promise((r) => setTimeout(r, 1000)); // let a backlog drain before the next step
+    return ok;
+  };
+  // Double from a rate near 50k deliveries/s until a step fails, then narrow down geometrically.
+  let good = 0;
+  let bad = 0;
+  let rate = Math.max(1, Math.round(50_000 / clients.n));
+  for (let i = 0; i < 8 && bad === 0; i++) {
+    if (await attempt(rate)) {
+      good = rate;
+      rate *= 2;
+    } else bad = rate;
+  }
+  for (let i = 0; i < 4 && good === 0 && bad > 1; i++) {
+    rate = Math.max(1, Math.floor(bad / 2));
+    if (await attempt(rate)) good = rate;
+    else bad = rate;
+  }
+  for (let i = 0; i < 3 && good > 0 && bad > 0 && bad / good > 1.15; i++) {
+    rate = Math.round(Math.sqrt(good * bad));
+    if (await attempt(rate)) good = rate;
+    else bad = rate;
+  }
+  row.rate = good;
+  return row;
+}
+
+async function isolation(o: BenchOptions, out: SocketResults, progress: Progress): Promise<void> {
+  const n = o.isolationSessions;
+  const stalled: number[] = [];
+  const every = Math.max(2, Math.round(1 / o.stalled));
+  for (let i = every - 1; i < n; i += every) stalled.push(i);
+  const cases: { target: Target; policy: BackpressureSpec['policy'] | 'none' }[] = [];
+  for (const target of o.targets) {
+    if (FANOUT_TARGETS.includes(target) || target === 'uws-raw') {
+      cases.push({ target, policy: 'drop' }, { target, policy: 'close' });
+    } else if (target === 'ws-naive') cases.push({ target, policy: 'none' });
+  }
+  for (const c of cases) {
+    if (out.skipped.some((s) => s.target === c.target)) continue;
+    progress(`${c.target}: slow consumers (${stalled.length} of ${n} stalled), policy ${c.policy}`);
+    const bp: BackpressureSpec = { limit: o.limit, policy: c.policy === 'none' ? 'drop' : c.policy };
+    const server = await startServer(c.target, bp, out.skipped);
+    if (server === null) continue;
+    try {
+      const clients = new Clients(n, o.workers);
+      try {
+        await clients.connect(server, 60_000);
+        const before = await server.mem();
+        const m = await fixedRate(
+          server,
+          clients,
+          o.isolationRate,
+          o.isolationSeconds,
+          o.isolationSize,
+          stalled,
+        );
+        out.isolation.push({
+          target: c.target,
+          policy: c.policy,
+          sessions: n,
+          stalled: stalled.length,
+          m,
+          rssBefore: before.rss,
+        });
+        await clients.releaseStalled();
+      } finally {
+        await clients.stop();
+      }
+    } finally {
+      await server.stop();
+    }
+  }
+}
