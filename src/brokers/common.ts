@@ -97,6 +97,7 @@ export class Deadlines {
   readonly #ms: number;
   readonly #entries = new Set<Pending>();
   #timer: NodeJS.Timeout | null = null;
+  #drained: (() => void) | null = null;
 
   constructor(ms: number) {
     this.#ms = ms;
@@ -113,22 +114,45 @@ export class Deadlines {
       if (this.#timer === null) this.#schedule(this.#ms);
       promise.then(
         (value) => {
-          if (this.#entries.delete(entry)) resolve(value);
+          if (this.#settle(entry)) resolve(value);
         },
         (err: unknown) => {
-          if (this.#entries.delete(entry)) reject(err);
+          if (this.#settle(entry)) reject(err);
         },
       );
     });
+  }
+
+  /** Resolves once nothing is pending (each entry settles or expires within the timeout). */
+  idle(): Promise<void> {
+    if (this.#entries.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const previous = this.#drained;
+      this.#drained = () => {
+        previous?.();
+        resolve();
+      };
+    });
+  }
+
+  #settle(entry: Pending): boolean {
+    if (!this.#entries.delete(entry)) return false;
+    if (this.#entries.size === 0 && this.#drained !== null) {
+      const drained = this.#drained;
+      this.#drained = null;
+      queueMicrotask(drained);
+    }
+    return true;
   }
 
   /** Rejects everything pending with `error` and stops the timer. */
   clear(error: Error): void {
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
-    const entries = [...this.#entries];
-    this.#entries.clear();
-    for (const entry of entries) expire(entry, error);
+    for (const entry of [...this.#entries]) {
+      this.#settle(entry);
+      expire(entry, error);
+    }
   }
 
   #schedule(delay: number): void {
@@ -144,7 +168,7 @@ export class Deadlines {
         this.#schedule(entry.at - now);
         return;
       }
-      this.#entries.delete(entry);
+      this.#settle(entry);
       expire(entry, entry.error());
     }
   }

@@ -156,9 +156,24 @@ class NatsBrokerImpl implements NatsBroker {
     await this.#started;
     if (!this.#connected) await this.#whenReconnected();
     await this.#interest.idle();
+    // After a reconnect the client resent its subscriptions; the PONG proves the server has them.
+    if (!this.#closed && !this.#nc.isClosed()) {
+      await this.#deadlines.wrap(
+        this.#flush(),
+        () => new Error(`${WHERE}: no flush reply in ${this.#timeout} ms`),
+      );
+    }
   }
 
   publish(channels: readonly string[], message: Message): Promise<void> {
+    try {
+      return this.#publish(channels, message);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  #publish(channels: readonly string[], message: Message): Promise<void> {
     const context = this.#context;
     if (this.#closed) return Promise.reject(new Error(`${WHERE}: closed`));
     if (this.#nc.isClosed())
@@ -166,7 +181,7 @@ class NatsBrokerImpl implements NatsBroker {
     // The registry starts its broker a microtask after construction; a publish before that waits for it.
     if (context === null) {
       return this.#deadlines.wrap(
-        this.#started.then(() => this.publish(channels, message)),
+        this.#started.then(() => this.#publish(channels, message)),
         () => new Error(`${WHERE}: not started within ${this.#timeout} ms; publish not sent`),
       );
     }
@@ -174,9 +189,7 @@ class NatsBrokerImpl implements NatsBroker {
     if (this.#connected) return this.#deadlines.wrap(this.#send(channels, envelope), () => this.#timedOut());
     let expired = false;
     return this.#deadlines.wrap(
-      this.#whenReconnected().then(() => {
-        if (!expired) return this.#send(channels, envelope);
-      }),
+      this.#whenReconnected().then(() => (expired ? undefined : this.#send(channels, envelope))),
       () => this.#timedOut(),
       () => (expired = true),
     );
@@ -185,7 +198,9 @@ class NatsBrokerImpl implements NatsBroker {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#deadlines.clear(new Error(`${WHERE}: closed before NATS confirmed the publish`));
+    // Publishes in flight settle first (each within `timeout`): closing must not turn them into failures.
+    await this.#deadlines.idle();
+    this.#deadlines.clear(new Error(`${WHERE}: closed`));
     (this.#status as { stop?: () => void } | null)?.stop?.();
     if (!this.#nc.isClosed()) for (const sub of this.#subs.values()) sub.unsubscribe();
     this.#subs.clear();

@@ -145,12 +145,20 @@ class RedisBrokerImpl implements RedisBroker {
   }
 
   publish(channels: readonly string[], message: Message): Promise<void> {
+    try {
+      return this.#publish(channels, message);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  #publish(channels: readonly string[], message: Message): Promise<void> {
     const context = this.#context;
     if (this.#closed) return Promise.reject(new Error(`${WHERE}: closed`));
     // The registry starts its broker a microtask after construction; a publish before that waits for it.
     if (context === null) {
       return this.#deadlines.wrap(
-        this.#started.then(() => this.publish(channels, message)),
+        this.#started.then(() => this.#publish(channels, message)),
         () => new Error(`${WHERE}: not started within ${this.#timeout} ms; publish not sent`),
       );
     }
@@ -176,7 +184,9 @@ class RedisBrokerImpl implements RedisBroker {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#deadlines.clear(new Error(`${WHERE}: closed before Redis confirmed the publish`));
+    // Publishes in flight settle first (each within `timeout`): closing must not turn them into failures.
+    await this.#deadlines.idle();
+    this.#deadlines.clear(new Error(`${WHERE}: closed`));
     if (this.#readyListener !== null) this.#client.off('ready', this.#readyListener);
     const sub = this.#subscriber;
     if (sub === null) return;
