@@ -35,7 +35,12 @@ export function receive(context: BrokerContext, via: string, bytes: Uint8Array, 
     return;
   }
   if (envelope === null) return;
-  context.deliver(envelope.channels, via, envelope.message);
+  try {
+    context.deliver(envelope.channels, via, envelope.message);
+  } catch (err) {
+    // Inside the client library's event handler: a throw here would reach ioredis/NATS internals.
+    context.error(err);
+  }
 }
 
 /**

@@ -4,6 +4,7 @@ import {
   type NodeConnectionOptions,
 } from '@nats-io/transport-node';
 import { afterEach, describe, expect, it } from 'vitest';
+import { SessionRegistry } from '../../src/index.js';
 import { channelToken, natsBroker, tokenChannel, type NatsBroker } from '../../src/brokers/nats.js';
 import { Leftovers, ServerProcess, connect, eventually, nextEvent, run, startNode } from './helpers.js';
 import { brokerSuite } from './suite.js';
@@ -27,6 +28,23 @@ brokerSuite({
     await nc.flush();
     await nc.close();
   },
+});
+
+describe('nats broker before start', () => {
+  const leftovers = new Leftovers();
+  afterEach(() => leftovers.dispose());
+
+  it('sends a publish made in the same tick as the registry constructor', async () => {
+    const prefix = `fanout-test.${run}.early.`;
+    const b = await startNode(leftovers, 'B', natsBroker({ connection: await nats(leftovers), prefix }));
+    const onB = await connect(leftovers, b, ['early']);
+    await (b.registry.options.broker as NatsBroker).idle();
+    const a = new SessionRegistry({ broker: natsBroker({ connection: await nats(leftovers), prefix }) });
+    leftovers.add(() => a.close());
+    a.publish('early', 'early');
+    await onB.until((m) => m.includes('early'), '"early" on B');
+    expect(onB.messages).toEqual(['early']);
+  });
 });
 
 describe('nats broker subjects and options', () => {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
+import { SessionRegistry } from '../../src/index.js';
 import { redisBroker, type RedisBroker } from '../../src/brokers/redis.js';
 import { Leftovers, ServerProcess, connect, eventually, nextEvent, run, startNode } from './helpers.js';
 import { brokerSuite } from './suite.js';
@@ -33,6 +34,26 @@ brokerSuite({
     redis.disconnect();
     return Number(reply[1]);
   },
+});
+
+describe('redis broker with a lazyConnect client', () => {
+  const leftovers = new Leftovers();
+  afterEach(() => leftovers.dispose());
+
+  it('connects the client itself and sends a publish made before the broker started', async () => {
+    const prefix = `fanout-test:${run}:lazy:`;
+    const b = await startNode(leftovers, 'B', redisBroker({ client: client(leftovers), prefix }));
+    const onB = await connect(leftovers, b, ['lazy']);
+    await (b.registry.options.broker as RedisBroker).idle();
+    const lazy = client(leftovers, { ...SHARED, lazyConnect: true });
+    expect(lazy.status).toBe('wait');
+    const a = new SessionRegistry({ broker: redisBroker({ client: lazy, prefix }) });
+    leftovers.add(() => a.close());
+    // Same tick as the constructor: the registry has not started its broker yet.
+    a.publish('lazy', 'early');
+    await onB.until((m) => m.includes('early'), '"early" on B');
+    expect(onB.messages).toEqual(['early']);
+  });
 });
 
 describe('redis broker options', () => {
