@@ -69,6 +69,8 @@ class RedisBrokerImpl implements RedisBroker {
   #subscriber: Redis | null = null;
   /** Bumped on every subscriber disconnect: a command that straddles one says nothing about the new connection. */
   #epoch = 0;
+  /** Rejects when the current subscriber connection closes: its unanswered commands will never be answered. */
+  #lost = lostSignal();
   #down = false;
   #closed = false;
   #ready: Promise<void> | null = null;
@@ -112,6 +114,8 @@ class RedisBrokerImpl implements RedisBroker {
     sub.on('close', () => {
       this.#epoch++;
       this.#active.clear();
+      this.#lost.reject(new Error(`${WHERE}: subscriber connection closed`));
+      this.#lost = lostSignal();
       if (!this.#closed && !this.#down) {
         this.#down = true;
         context.error(
@@ -202,7 +206,9 @@ class RedisBrokerImpl implements RedisBroker {
     if (on === this.#active.has(channel)) return;
     const epoch = this.#epoch;
     const key = this.prefix + channel;
-    const command = on ? sub.subscribe(key) : sub.unsubscribe(key);
+    // ioredis never answers commands that were in flight on a closed connection (autoResendUnfulfilledCommands
+    // is off on the subscriber): race them with the close, so the chain does not wait out the timeout.
+    const command = Promise.race([on ? sub.subscribe(key) : sub.unsubscribe(key), this.#lost.promise]);
     try {
       await this.#deadlines.wrap(
         command,
@@ -249,3 +255,10 @@ class RedisBrokerImpl implements RedisBroker {
 }
 
 function noop(): void {}
+
+function lostSignal(): { promise: Promise<never>; reject: (err: Error) => void } {
+  let reject!: (err: Error) => void;
+  const promise = new Promise<never>((_resolve, r) => (reject = r));
+  promise.catch(noop); // nobody may be racing it when it fires
+  return { promise, reject };
+}
