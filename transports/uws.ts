@@ -21,6 +21,12 @@
  * delivered one by one for congested ones. Builds that do have a `dropped` callback get one too, as a safety
  * net: anything a build reports dropped is counted.
  *
+ * Two uWS facts this rests on (v20 TopicTree): messages under 16 KiB are queued per socket (at most 32, or until
+ * the end of the event-loop turn) before they are written, so `getBufferedAmount()` lags by that batch and a
+ * session can pass the limit by it before it is caught; and a socket that leaves its *last* topic has its
+ * queue freed with it, messages unsent. So every session also holds one private topic that is never published
+ * (the anchor): taking it off its channel topics never discards what was already queued (and counted) for it.
+ *
  * A uWS socket is invalid after its close handler ran: the handler detaches the socket from its session
  * before telling the registry, and every access goes through `session.ws`, null from then on.
  */
@@ -130,6 +136,7 @@ class UwsTransportImpl<TData> implements UwsTransport {
   readonly #host: TransportHost<TData>;
   readonly #options: ResolvedTransportOptions<TData>;
   readonly #prefix: string;
+  readonly #anchor: string;
   readonly #limit: number;
   readonly #sessions = new Set<UwsSession<TData>>();
   #closed = false;
@@ -155,6 +162,7 @@ class UwsTransportImpl<TData> implements UwsTransport {
     const heartbeat = uwsHeartbeat(this.#options.heartbeat);
     this.#limit = this.#options.backpressure.limit;
     this.#prefix = `fanout:${++transportCount}.${randomBytes(3).toString('hex')}:`;
+    this.#anchor = `${this.#prefix.slice(0, -1)}!anchor`;
     this.#host = registry.attach(this);
     const behavior: WebSocketBehavior<UserData<TData>> & { dropped?: unknown } = {
       compression: 0,
@@ -343,6 +351,9 @@ class UwsTransportImpl<TData> implements UwsTransport {
       this,
     );
     userData.session = session;
+    // Why: uWS frees a socket's pub/sub state, with the messages still queued for it, when it leaves its last
+    // topic. Congestion takes a session off every channel topic; this never-published topic keeps its queue.
+    ws.subscribe(this.#anchor);
     this.#sessions.add(session);
     this.#host.open(session, userData.channels);
   }

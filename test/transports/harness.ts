@@ -16,6 +16,13 @@ export const DIFFERENCES = {
    * waits for the transport's own bound (`heartbeat.bound`).
    */
   'heartbeat-rounded': 'a silent peer is removed within the rounded bound, not within interval + timeout',
+  /**
+   * The library queues small messages per socket (uWS pub/sub: up to 32 messages under 16 KiB, or until the end
+   * of the event-loop turn) before they show in the socket's buffered amount, so a session can be seen past the
+   * backpressure limit by that batch before the policy acts. Accounting stays exact.
+   */
+  'backpressure-batched':
+    'the buffer may pass the limit by up to 32 queued small messages before the policy acts',
 } as const;
 
 export type DifferenceName = keyof typeof DIFFERENCES;

@@ -37,6 +37,9 @@ export const uwsHarness: TransportUnderTest = {
     'protocol-error-without-close-frame':
       'uWS closes the TCP connection on an oversized message or invalid UTF-8 (no close frame); ' +
       'the transport maps the close handler reason to 1009/1007 for the registry',
+    'backpressure-batched':
+      'uWS pub/sub queues up to 32 messages under 16 KiB per socket before writing them, so getBufferedAmount() ' +
+      'lags by that batch; the transport checks it after every publish',
     'heartbeat-rounded':
       'uWS has idleTimeout in seconds (>= 8, 4 s ticks): interval + timeout is rounded up to a multiple of 4 s',
   },
