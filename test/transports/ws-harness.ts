@@ -28,6 +28,6 @@ export const wsHarness: TransportUnderTest = {
   },
   // ws pings every interval and terminates a peer whose pong is not back after timeout: a silent peer is
   // gone within interval (until the next ping) + timeout.
-  heartbeat: { options: { interval: 100, timeout: 100 }, bound: 200 },
+  heartbeat: { options: { interval: 200, timeout: 400 }, bound: 600 },
   differences: {},
 };
