@@ -92,6 +92,25 @@ describe('uWS native binary', () => {
   }, 30_000);
 });
 
+describe('uWS transport module', () => {
+  it('does not load uWebSockets.js itself: the user passes the app', async () => {
+    const probe = await run([
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      "import { createRequire } from 'node:module'; const m = await import('./transports/uws.ts');" +
+        "const loaded = Object.keys(createRequire(import.meta.url).cache).filter((p) => p.includes('uWebSockets'));" +
+        'console.log(JSON.stringify({ exports: Object.keys(m).sort(), loaded }));',
+    ]);
+    expect(probe.code).toBe(0);
+    expect(JSON.parse(probe.stdout.trim())).toEqual({
+      exports: ['assertNativeUws', 'isNativeUws', 'uwsHeartbeat', 'uwsHeartbeatBound', 'uwsTransport'],
+      loaded: [],
+    });
+  }, 30_000);
+});
+
 describe('uWS heartbeat mapping', () => {
   it('maps interval + timeout to idleTimeout in seconds: rounded up to a multiple of 4, at least 8', () => {
     expect(uwsHeartbeat(false)).toEqual({ idleTimeout: 0, sendPingsAutomatically: false });
