@@ -53,6 +53,8 @@ export const HELP = `npm run bench -- [options]        (or: npx tsx bench/run.ts
   --capacity-size B        capacity search payload (default 1024)
   --p99 MS                 capacity search p99 target (default 100)
   --isolation-sessions N   slow-consumer scenario sessions (default 1000)
+  --isolation-size B       its payload (default 16384), --isolation-rate R (default 50/s),
+  --isolation-seconds S    (default 8): a stalled socket first fills ~4 MB of kernel buffers
   --stalled F              share of stalled sessions (default 0.05)
   --limit BYTES            backpressure limit in the slow-consumer scenario (default 262144)
   --workers W              load-generator threads in all (default: CPU count)
@@ -112,9 +114,9 @@ export function parseOptions(argv: readonly string[], maxSessions: number): Benc
     p99: 100,
     capacitySeconds: 2,
     isolationSessions: 1000,
-    isolationSize: 8192,
-    isolationRate: 100,
-    isolationSeconds: 4,
+    isolationSize: 16 * 1024,
+    isolationRate: 50,
+    isolationSeconds: 8,
     stalled: 0.05,
     limit: 256 * 1024,
     workers: Math.max(1, os.availableParallelism()),
@@ -178,6 +180,15 @@ export function parseOptions(argv: readonly string[], maxSessions: number): Benc
         break;
       case '--isolation-sessions':
         o.isolationSessions = int(value(), 'isolation-sessions', 20, maxSessions);
+        break;
+      case '--isolation-size':
+        o.isolationSize = int(value(), 'isolation-size', 64, 1024 * 1024);
+        break;
+      case '--isolation-rate':
+        o.isolationRate = num(value(), 'isolation-rate', 0.1, 100_000);
+        break;
+      case '--isolation-seconds':
+        o.isolationSeconds = num(value(), 'isolation-seconds', 0.1, 60);
         break;
       case '--stalled':
         o.stalled = num(value(), 'stalled', 0.001, 0.5);
