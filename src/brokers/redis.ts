@@ -37,7 +37,10 @@ const WHERE = 'fanout redis broker';
  * The subscriber is derived with `autoResubscribe: false` and no offline queue: the broker itself resubscribes
  * every wanted channel on each `ready`, so the state after a reconnect is exactly what the registry wants
  * whatever options the user's client carries. A publish is only written while the client is `ready` (never
- * parked in ioredis' offline queue); it waits at most `timeout` ms for that, then fails.
+ * parked in ioredis' offline queue); it waits at most `timeout` ms for that, then fails. One publish written
+ * just before the connection dropped is resent by ioredis after the reconnect when the user's client keeps
+ * `autoResendUnfulfilledCommands` (its default): if that happens after `timeout`, it was counted failed and
+ * still reaches the other nodes, late.
  */
 export function redisBroker(options: RedisBrokerOptions): RedisBroker {
   const opts = brokerOptions(options, 'redisBroker', ['client', 'prefix']);
