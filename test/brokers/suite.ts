@@ -123,6 +123,23 @@ export function brokerSuite(engine: Engine): void {
       expect(b.registry.stats().broker.received).toBe(2);
     });
 
+    it('`except` applies on the publishing node only; `local: true` never crosses nodes', async () => {
+      const c = await cluster(engine, leftovers, engine.prefix('except'), 2);
+      const [a, b] = c.nodes as [Node, Node];
+      const onA = await connect(leftovers, a, ['ex']);
+      const onB = await connect(leftovers, b, ['ex']);
+      await c.idle();
+      const [sessionA] = a.registry.sessions('ex');
+      a.registry.publish('ex', 'not-for-the-a-client', { except: sessionA });
+      a.registry.publish('ex', 'a-only', { local: true });
+      b.registry.publish('ex', 'b-only', { local: true });
+      await fence(c, 'ex', [onA, onB]);
+      expect(payloads(onA.messages)).toEqual(['a-only']);
+      expect(payloads(onB.messages).sort()).toEqual(['b-only', 'not-for-the-a-client']);
+      await eventually(() => a.registry.stats().broker.published === 2, 'two confirmed publishes on A');
+      expect(b.registry.stats().broker.received).toBe(2); // the except publish and A's fence
+    });
+
     it('a multi-channel publish reaches each session once, whatever channels it is in and on which node', async () => {
       const c = await cluster(engine, leftovers, engine.prefix('multi'));
       const [a, b, cc] = c.nodes as [Node, Node, Node];
