@@ -50,3 +50,14 @@ export function uwsCloseCode(code: number, reason: string): number {
   if (code !== 1006) return code;
   return PROTOCOL_CLOSE[reason] ?? code;
 }
+
+const MAPPED = /^(?:0000:){5}ffff:([0-9a-f]{4}):([0-9a-f]{4})$/i;
+
+/** uWS prints IPv4 peers of a dual-stack listener as full IPv4-mapped IPv6; this gives them as IPv4. */
+export function uwsRemoteAddress(text: string): string {
+  const m = MAPPED.exec(text);
+  if (m === null) return text;
+  const hi = parseInt(m[1] as string, 16);
+  const lo = parseInt(m[2] as string, 16);
+  return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+}

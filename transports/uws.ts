@@ -51,7 +51,7 @@ import type { Transport, TransportHost } from '../src/transport.js';
 import { fanoutLoop } from '../src/transport.js';
 import { decideUpgrade, defaultReason, toUpgradeRequest, type UpgradeRequest } from '../src/upgrade.js';
 import { isNativeUws } from './uws-native.js';
-import { uwsCloseCode, uwsHeartbeat } from './uws-options.js';
+import { uwsCloseCode, uwsHeartbeat, uwsRemoteAddress } from './uws-options.js';
 
 export { assertNativeUws, isNativeUws } from './uws-native.js';
 export { uwsHeartbeat, uwsHeartbeatBound } from './uws-options.js';
@@ -305,7 +305,7 @@ class UwsTransportImpl<TData> implements UwsTransport {
     req.forEach((name, value) => {
       headers[name] = value;
     });
-    const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
+    const remoteAddress = uwsRemoteAddress(Buffer.from(res.getRemoteAddressAsText()).toString());
     const request = toUpgradeRequest(query ? `${path}?${query}` : path, headers, remoteAddress, this.match);
     if (request === null) return this.#reject(res, null, 404, defaultReason(404));
     if (this.#closed || this.#host.closing) return this.#reject(res, request, 503, defaultReason(503));

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import uWS from 'uWebSockets.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SessionRegistry, type Session } from '../../src/index.js';
+import { uwsRemoteAddress } from '../../transports/uws-options.js';
 import { assertNativeUws, isNativeUws, uwsHeartbeat, uwsTransport } from '../../transports/uws.js';
 import { connect, Leftovers, next, upgradeStatus, within } from './clients.js';
 
@@ -127,6 +128,17 @@ describe('uWS heartbeat mapping', () => {
     expect(() =>
       uwsTransport(registry, { app: uWS.App(), heartbeat: { interval: 1_000_000, timeout: 1000 } }),
     ).toThrow(/"heartbeat"/);
+  });
+});
+
+describe('uWS remote address', () => {
+  it('gives IPv4 peers of a dual-stack listener as IPv4, other addresses as uWS prints them', () => {
+    expect(uwsRemoteAddress('0000:0000:0000:0000:0000:ffff:7f00:0001')).toBe('127.0.0.1');
+    expect(uwsRemoteAddress('0000:0000:0000:0000:0000:FFFF:c0a8:01fe')).toBe('192.168.1.254');
+    expect(uwsRemoteAddress('127.0.0.1')).toBe('127.0.0.1');
+    expect(uwsRemoteAddress('0000:0000:0000:0000:0000:0000:0000:0001')).toBe(
+      '0000:0000:0000:0000:0000:0000:0000:0001',
+    );
   });
 });
 
