@@ -36,7 +36,6 @@ import type {
   HttpRequest,
   HttpResponse,
   TemplatedApp,
-  WebSocket,
   WebSocketBehavior,
   us_socket_context_t,
 } from 'uWebSockets.js';
@@ -46,12 +45,13 @@ import { assertObject, resolveTransportOptions } from '../src/options.js';
 import type { SessionRegistry } from '../src/registry.js';
 import type { RouteMatcher } from '../src/route.js';
 import { compileRoutes } from '../src/route.js';
-import { BaseSession, type SendResult, type SessionInit } from '../src/session.js';
+import type { BaseSession } from '../src/session.js';
 import type { Transport, TransportHost } from '../src/transport.js';
 import { fanoutLoop } from '../src/transport.js';
 import { decideUpgrade, defaultReason, toUpgradeRequest, type UpgradeRequest } from '../src/upgrade.js';
 import { isNativeUws } from './uws-native.js';
 import { uwsCloseCode, uwsHeartbeat, uwsRemoteAddress } from './uws-options.js';
+import { UwsSession, type Socket, type UserData } from './uws-session.js';
 
 export { assertNativeUws, isNativeUws } from './uws-native.js';
 export { uwsHeartbeat, uwsHeartbeatBound } from './uws-options.js';
@@ -69,60 +69,6 @@ export interface UwsTransport extends Transport {
   readonly match: RouteMatcher;
   /** The native topic that carries `channel` for this transport. */
   topic(channel: string): string;
-}
-
-/** What travels from the upgrade to the open handler, then holds the session. */
-interface UserData<TData> {
-  session: UwsSession<TData> | null;
-  request: UpgradeRequest;
-  data: TData;
-  channels: readonly string[];
-}
-
-type Socket<TData> = WebSocket<UserData<TData>>;
-
-const SENT = 1;
-const DROPPED = 2;
-
-class UwsSession<TData> extends BaseSession<TData> {
-  readonly transport = 'uws';
-  /** The socket, until its close handler runs; null after (uWS throws on any access to a closed socket). */
-  ws: Socket<TData> | null;
-  /** Past the backpressure limit: unsubscribed from its native topics until it drains. */
-  congested = false;
-  readonly #owner: UwsTransportImpl<TData>;
-
-  constructor(init: SessionInit<TData>, ws: Socket<TData>, owner: UwsTransportImpl<TData>) {
-    super(init);
-    this.ws = ws;
-    this.#owner = owner;
-  }
-
-  get bufferedAmount(): number {
-    return this.ws === null ? 0 : this.ws.getBufferedAmount();
-  }
-
-  protected write(message: Message): SendResult {
-    const ws = this.ws;
-    if (ws === null) return 'closed';
-    const status = ws.send(message.bytes, message.binary, false);
-    if (status === DROPPED) return 'dropped';
-    const over = ws.getBufferedAmount() > this.backpressure.limit;
-    if (over !== this.congested) {
-      if (over) this.#owner.congest(this);
-      else this.#owner.uncongest(this);
-    }
-    return status === SENT ? 'sent' : 'queued';
-  }
-
-  protected doClose(code: number, reason: string): void {
-    // end() runs the close handler at once, which detaches the socket and reports to the registry.
-    this.ws?.end(code, reason);
-  }
-
-  terminate(): void {
-    this.ws?.close();
-  }
 }
 
 // One 404 catch-all route per app, shared by every transport on it (uWS drops unmatched upgrades silently).
@@ -184,7 +130,7 @@ class UwsTransportImpl<TData> implements UwsTransport {
       drain: (ws) => {
         const session = ws.getUserData().session;
         if (session !== null && session.congested && ws.getBufferedAmount() <= this.#limit)
-          this.uncongest(session);
+          session.uncongest();
       },
       close: (ws, code, message) => this.#close(ws, code, message),
       // Newer official builds report messages they dropped; with maxBackpressure 0 none should be.
@@ -255,36 +201,16 @@ class UwsTransportImpl<TData> implements UwsTransport {
         continue;
       }
       host.delivered(session, message);
-      if (ws.getBufferedAmount() > limit) this.congest(session);
+      if (ws.getBufferedAmount() > limit) session.congest();
     }
   }
 
   subscribed(session: BaseSession<never>, channel: string): void {
-    const s = session as unknown as UwsSession<TData>;
-    if (s.ws !== null && !s.congested) s.ws.subscribe(this.#prefix + channel);
+    (session as unknown as UwsSession<TData>).joinTopic(channel);
   }
 
   unsubscribed(session: BaseSession<never>, channel: string): void {
-    const s = session as unknown as UwsSession<TData>;
-    if (s.ws !== null && !s.congested) s.ws.unsubscribe(this.#prefix + channel);
-  }
-
-  /** Takes a session past the limit off its native topics. */
-  congest(session: UwsSession<TData>): void {
-    if (session.congested) return;
-    session.congested = true;
-    const ws = session.ws;
-    if (ws === null) return;
-    for (const channel of session._channels) ws.unsubscribe(this.#prefix + channel);
-  }
-
-  /** Puts a drained session back on its native topics. */
-  uncongest(session: UwsSession<TData>): void {
-    if (!session.congested) return;
-    session.congested = false;
-    const ws = session.ws;
-    if (ws === null) return;
-    for (const channel of session._channels) ws.subscribe(this.#prefix + channel);
+    (session as unknown as UwsSession<TData>).leaveTopic(channel);
   }
 
   async close(): Promise<void> {
@@ -348,7 +274,7 @@ class UwsTransportImpl<TData> implements UwsTransport {
         backpressure: this.#options.backpressure,
       },
       ws,
-      this,
+      this.#prefix,
     );
     userData.session = session;
     // Why: uWS frees a socket's pub/sub state, with the messages still queued for it, when it leaves its last

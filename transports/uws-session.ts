@@ -1,0 +1,92 @@
+import type { WebSocket } from 'uWebSockets.js';
+import type { Message } from '../src/message.js';
+import { BaseSession, type SendResult, type SessionInit } from '../src/session.js';
+import type { UpgradeRequest } from '../src/upgrade.js';
+
+/** What travels from the upgrade to the open handler, then holds the session. */
+export interface UserData<TData> {
+  session: UwsSession<TData> | null;
+  request: UpgradeRequest;
+  data: TData;
+  channels: readonly string[];
+}
+
+export type Socket<TData> = WebSocket<UserData<TData>>;
+
+// uWS send() results.
+const SENT = 1;
+const DROPPED = 2;
+
+/**
+ * One uWS connection. Its channels are native topics named `prefix + channel`; while *congested* (past the
+ * backpressure limit) it is off those topics, so native publishes skip it and the transport sends it each
+ * message (or its drop) through `deliver()`.
+ */
+export class UwsSession<TData> extends BaseSession<TData> {
+  readonly transport = 'uws';
+  /** The socket, until its close handler runs; null after (uWS throws on any access to a closed socket). */
+  ws: Socket<TData> | null;
+  /** Past the backpressure limit: off its native topics until it drains. */
+  congested = false;
+  readonly #prefix: string;
+
+  constructor(init: SessionInit<TData>, ws: Socket<TData>, prefix: string) {
+    super(init);
+    this.ws = ws;
+    this.#prefix = prefix;
+  }
+
+  get bufferedAmount(): number {
+    return this.ws === null ? 0 : this.ws.getBufferedAmount();
+  }
+
+  /** Called after the registry added the session to `channel`. */
+  joinTopic(channel: string): void {
+    if (this.ws !== null && !this.congested) this.ws.subscribe(this.#prefix + channel);
+  }
+
+  /** Called after the registry removed the session from `channel` (never once it is closed). */
+  leaveTopic(channel: string): void {
+    if (this.ws !== null && !this.congested) this.ws.unsubscribe(this.#prefix + channel);
+  }
+
+  /** Takes the session off its native topics: past the limit. */
+  congest(): void {
+    if (this.congested) return;
+    this.congested = true;
+    const ws = this.ws;
+    if (ws === null) return;
+    for (const channel of this._channels) ws.unsubscribe(this.#prefix + channel);
+  }
+
+  /** Puts the session back on its native topics: drained under the limit. */
+  uncongest(): void {
+    if (!this.congested) return;
+    this.congested = false;
+    const ws = this.ws;
+    if (ws === null) return;
+    for (const channel of this._channels) ws.subscribe(this.#prefix + channel);
+  }
+
+  protected write(message: Message): SendResult {
+    const ws = this.ws;
+    if (ws === null) return 'closed';
+    const status = ws.send(message.bytes, message.binary, false);
+    if (status === DROPPED) return 'dropped';
+    const over = ws.getBufferedAmount() > this.backpressure.limit;
+    if (over !== this.congested) {
+      if (over) this.congest();
+      else this.uncongest();
+    }
+    return status === SENT ? 'sent' : 'queued';
+  }
+
+  protected doClose(code: number, reason: string): void {
+    // end() runs the close handler at once, which detaches the socket and reports to the registry.
+    this.ws?.end(code, reason);
+  }
+
+  terminate(): void {
+    this.ws?.close();
+  }
+}
