@@ -48,6 +48,14 @@ export interface WsTransport extends Transport {
 
 const kFrame = Symbol('fanout.ws.frame');
 
+// The close code ws sends for each protocol violation of the peer (ws keeps it in a private symbol).
+const PROTOCOL_CLOSE_CODES: Record<string, number> = {
+  WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: 1009,
+  WS_ERR_INVALID_UTF8: 1007,
+  WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH: 1009,
+  WS_ERR_TOO_MANY_BUFFERED_PARTS: 1009,
+};
+
 // ws exports its Sender (the framer) but @types/ws does not declare it.
 interface FrameOptions {
   fin: boolean;
@@ -77,6 +85,8 @@ class WsSession<TData> extends BaseSession<TData> {
   /** Messages held until the end of the turn (see ws-batch.ts); null when nothing is pending. */
   run: Run | null = null;
   awaitingPong = false;
+  /** The close code this side sent, reported when the peer's own close frame never arrives. */
+  sentCode: number | undefined;
   readonly #owner: WsTransportImpl<TData>;
 
   constructor(init: SessionInit<TData>, ws: WebSocket, owner: WsTransportImpl<TData>) {
@@ -137,6 +147,7 @@ class WsSession<TData> extends BaseSession<TData> {
   protected doClose(code: number, reason: string): void {
     // Pending frames must go out before the close frame, which ws writes at once.
     this.flush();
+    this.sentCode = code;
     this.ws.close(code, reason);
     if (this.ws.bufferedAmount > this.backpressure.limit) {
       // A peer that does not read will not read the close frame either: do not hold its buffer for long.
@@ -300,9 +311,16 @@ class WsTransportImpl<TData> implements WsTransport {
     ws.on('pong', () => (session.awaitingPong = false));
     ws.on('error', (err: Error & { code?: string }) => {
       // Protocol violations by the peer (oversized frame, bad UTF-8) end in a close code, not an error.
-      if (typeof err.code !== 'string' || !err.code.startsWith('WS_ERR_')) host.error(err, session);
+      if (typeof err.code === 'string' && err.code.startsWith('WS_ERR_')) {
+        session.sentCode ??= PROTOCOL_CLOSE_CODES[err.code] ?? 1002;
+      } else {
+        host.error(err, session);
+      }
     });
-    ws.on('close', (code, reason) => {
+    ws.on('close', (received, reason) => {
+      // ws stops reading after a protocol error, so it never sees the peer's echo and reports 1006: report
+      // the code that was sent instead, as uWS does.
+      const code = received === 1006 && session.sentCode !== undefined ? session.sentCode : received;
       this.#sessions.delete(session);
       if (session.run !== null) {
         const run = session.run;
