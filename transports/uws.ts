@@ -228,8 +228,10 @@ class UwsTransportImpl<TData> implements UwsTransport {
     const path = req.getUrl();
     const query = req.getQuery();
     const headers: Record<string, string> = {};
+    // Repeated headers are joined with ", ", as Node's http does for most of them.
     req.forEach((name, value) => {
-      headers[name] = value;
+      const prev = headers[name];
+      headers[name] = prev === undefined ? value : `${prev}, ${value}`;
     });
     const remoteAddress = uwsRemoteAddress(Buffer.from(res.getRemoteAddressAsText()).toString());
     const request = toUpgradeRequest(query ? `${path}?${query}` : path, headers, remoteAddress, this.match);
