@@ -232,6 +232,10 @@ export class SessionRegistry<TData = unknown, TChannels extends object = Channel
         counters.bytesDelivered += message.byteLength;
       },
       dropped: (session, message, reason) => this.#dropped(session, message, reason),
+      deliveredMany(message, count) {
+        counters.delivered += count;
+        counters.bytesDelivered += count * message.byteLength;
+      },
       retracted: (session, message, reason) => {
         counters.delivered--;
         counters.bytesDelivered -= message.byteLength;

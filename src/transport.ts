@@ -46,6 +46,8 @@ export interface TransportHost<TData = unknown> {
   /** An inbound message that passed the transport's limits. */
   message(session: BaseSession<TData>, data: string | Buffer, isBinary: boolean): void;
   delivered(session: BaseSession<TData>, message: Message): void;
+  /** `count` deliveries of `message` at once (a native publish that reached that many sessions). */
+  deliveredMany(message: Message, count: number): void;
   dropped(session: BaseSession<TData>, message: Message, reason: DropReason): void;
   /**
    * A message already counted as delivered that never left: its socket closed before the transport wrote it.

@@ -13,6 +13,14 @@ export interface UserData<TData> {
 
 export type Socket<TData> = WebSocket<UserData<TData>>;
 
+/** What a session needs from its transport to keep the congestion bookkeeping (see uws-checks.ts). */
+export interface CongestionOwner<TData> {
+  /** Sessions off their native topics, past the limit. */
+  readonly congested: Set<UwsSession<TData>>;
+  /** Schedules the next look at `session`'s buffered bytes, given that it has `buffered` now. */
+  schedule(session: UwsSession<TData>, buffered: number): void;
+}
+
 // uWS send() results.
 const SENT = 1;
 const DROPPED = 2;
@@ -28,12 +36,16 @@ export class UwsSession<TData> extends BaseSession<TData> {
   ws: Socket<TData> | null;
   /** Past the backpressure limit: off its native topics until it drains. */
   congested = false;
+  /** The transport's published-bytes count at which to read the buffered bytes next; -1 when unscheduled. */
+  checkAt = -1;
   readonly #prefix: string;
+  readonly #owner: CongestionOwner<TData>;
 
-  constructor(init: SessionInit<TData>, ws: Socket<TData>, prefix: string) {
+  constructor(init: SessionInit<TData>, ws: Socket<TData>, prefix: string, owner: CongestionOwner<TData>) {
     super(init);
     this.ws = ws;
     this.#prefix = prefix;
+    this.#owner = owner;
   }
 
   get bufferedAmount(): number {
@@ -54,6 +66,8 @@ export class UwsSession<TData> extends BaseSession<TData> {
   congest(): void {
     if (this.congested) return;
     this.congested = true;
+    this.checkAt = -1;
+    this.#owner.congested.add(this);
     const ws = this.ws;
     if (ws === null) return;
     for (const channel of this._channels) ws.unsubscribe(this.#prefix + channel);
@@ -63,9 +77,11 @@ export class UwsSession<TData> extends BaseSession<TData> {
   uncongest(): void {
     if (!this.congested) return;
     this.congested = false;
+    this.#owner.congested.delete(this);
     const ws = this.ws;
     if (ws === null) return;
     for (const channel of this._channels) ws.subscribe(this.#prefix + channel);
+    this.#owner.schedule(this, ws.getBufferedAmount());
   }
 
   protected write(message: Message): SendResult {
@@ -73,11 +89,10 @@ export class UwsSession<TData> extends BaseSession<TData> {
     if (ws === null) return 'closed';
     const status = ws.send(message.bytes, message.binary, false);
     if (status === DROPPED) return 'dropped';
-    const over = ws.getBufferedAmount() > this.backpressure.limit;
-    if (over !== this.congested) {
-      if (over) this.congest();
-      else this.uncongest();
-    }
+    const buffered = ws.getBufferedAmount();
+    if (buffered > this.backpressure.limit) this.congest();
+    else if (this.congested) this.uncongest();
+    else this.#owner.schedule(this, buffered);
     return status === SENT ? 'sent' : 'queued';
   }
 

@@ -10,9 +10,11 @@
  * Backpressure accounting: uWS is told never to drop (`maxBackpressure: 0`) because this build has no `dropped`
  * callback and a drop inside C++ could not be counted. The shared policy is applied in JS instead, with the same
  * rule as every transport ("a message to a session whose buffered bytes are past `limit` is dropped"):
- * - after each native publish, the loop that counts deliveries reads each recipient's `getBufferedAmount()`
- *   (a cheap native getter, no syscall); a session past the limit becomes *congested*: it is unsubscribed from
- *   its native topics, so C++ stops writing to it;
+ * - a native publish counts one delivery per natively subscribed recipient without visiting them (the channel's
+ *   size less the skipped and congested ones), then reads `getBufferedAmount()` of only those sessions that
+ *   could have passed the limit since they were last read (uws-checks.ts: a session with `b` buffered bytes
+ *   cannot pass `limit` before `limit - b` more bytes were published); a session found past the limit becomes
+ *   *congested*: it is unsubscribed from its native topics, so C++ stops writing to it;
  * - every later publish to its channels reaches it through `deliver()`, which drops the message (counted, `drop`
  *   event) or, under the `close` policy, drops it and closes the session with the policy's close code;
  * - when the socket drains below the limit (`drain` handler, or a direct send that finds it below) it is
@@ -51,7 +53,8 @@ import { fanoutLoop } from '../src/transport.js';
 import { decideUpgrade, defaultReason, toUpgradeRequest, type UpgradeRequest } from '../src/upgrade.js';
 import { isNativeUws } from './uws-native.js';
 import { uwsCloseCode, uwsHeartbeat, uwsRemoteAddress } from './uws-options.js';
-import { UwsSession, type Socket, type UserData } from './uws-session.js';
+import { UwsSession, type CongestionOwner, type Socket, type UserData } from './uws-session.js';
+import { CheckQueue } from './uws-checks.js';
 
 export { assertNativeUws, isNativeUws } from './uws-native.js';
 export { uwsHeartbeat, uwsHeartbeatBound } from './uws-options.js';
@@ -75,7 +78,10 @@ export interface UwsTransport extends Transport {
 const appTransports = new WeakMap<TemplatedApp, UwsTransportImpl<never>[]>();
 let transportCount = 0;
 
-class UwsTransportImpl<TData> implements UwsTransport {
+// The most a WebSocket frame header adds to a payload (server frames are unmasked): 2 + 8 bytes.
+const FRAME_OVERHEAD = 10;
+
+class UwsTransportImpl<TData> implements UwsTransport, CongestionOwner<TData> {
   readonly name = 'uws';
   readonly app: TemplatedApp;
   readonly match: RouteMatcher;
@@ -85,6 +91,10 @@ class UwsTransportImpl<TData> implements UwsTransport {
   readonly #anchor: string;
   readonly #limit: number;
   readonly #sessions = new Set<UwsSession<TData>>();
+  readonly congested = new Set<UwsSession<TData>>();
+  readonly #checks = new CheckQueue<UwsSession<TData>>();
+  /** Bytes handed to native publish so far, frame headers included (see uws-checks.ts). */
+  #published = 0;
   #closed = false;
 
   constructor(registry: SessionRegistry<TData, never>, options: UwsTransportOptions<TData>) {
@@ -178,31 +188,48 @@ class UwsTransportImpl<TData> implements UwsTransport {
       this.#host.error(err);
       return fanoutLoop(message, sessions, except);
     }
-    this.#account(message, sessions, except);
+    this.#account(message, sessions, except, sender);
   }
 
   /**
-   * After a native publish: counts one delivery per natively subscribed recipient and marks the ones now past
-   * the limit congested; a congested one gets the message (or its drop) through the policy in `deliver()`.
+   * After a native publish: counts the deliveries C++ made (every natively subscribed recipient), hands the
+   * message to congested recipients one by one (where the policy drops it or closes them), and reads the
+   * buffered bytes of only those sessions that could have passed the limit by now (see uws-checks.ts).
    */
   #account(
     message: Message,
     sessions: ReadonlySet<BaseSession<never>>,
     except: ReadonlySet<BaseSession<never>> | null,
+    sender: UwsSession<TData> | null,
   ): void {
-    const host = this.#host;
-    const limit = this.#limit;
-    for (const member of sessions) {
-      if (except !== null && except.has(member)) continue;
-      const session = member as unknown as UwsSession<TData>;
-      const ws = session.ws;
-      if (session.congested || ws === null) {
-        session.deliver(message);
-        continue;
+    let natives = sender === null ? sessions.size : sessions.size - 1;
+    if (this.congested.size > 0) {
+      for (const session of this.congested) {
+        const member = session as unknown as BaseSession<never>;
+        if (!sessions.has(member)) continue;
+        natives--;
+        if (except === null || !except.has(member)) session.deliver(message);
       }
-      host.delivered(session, message);
-      if (ws.getBufferedAmount() > limit) session.congest();
     }
+    if (natives > 0) this.#host.deliveredMany(message, natives);
+    this.#published += message.byteLength + FRAME_OVERHEAD;
+    this.#checks.due(this.#published, this.#check);
+  }
+
+  readonly #check = (session: UwsSession<TData>): void => {
+    const ws = session.ws;
+    if (ws === null || session.congested) return;
+    const buffered = ws.getBufferedAmount();
+    session.checkAt = -1;
+    if (buffered > this.#limit) session.congest();
+    else this.schedule(session, buffered);
+  };
+
+  schedule(session: UwsSession<TData>, buffered: number): void {
+    const at = this.#published + Math.max(0, this.#limit - buffered);
+    if (session.checkAt >= 0 && session.checkAt <= at) return;
+    session.checkAt = at;
+    this.#checks.push(session, at);
   }
 
   subscribed(session: BaseSession<never>, channel: string): void {
@@ -277,12 +304,14 @@ class UwsTransportImpl<TData> implements UwsTransport {
       },
       ws,
       this.#prefix,
+      this,
     );
     userData.session = session;
     // Why: uWS frees a socket's pub/sub state, with the messages still queued for it, when it leaves its last
     // topic. Congestion takes a session off every channel topic; this never-published topic keeps its queue.
     ws.subscribe(this.#anchor);
     this.#sessions.add(session);
+    this.schedule(session, 0);
     this.#host.open(session, userData.channels);
   }
 
@@ -293,7 +322,9 @@ class UwsTransportImpl<TData> implements UwsTransport {
     // From here on the socket is invalid: detach it first, so nothing the registry does next can touch it.
     userData.session = null;
     session.ws = null;
+    session.checkAt = -1;
     this.#sessions.delete(session);
+    this.congested.delete(session);
     const reason = Buffer.from(message).toString('utf8');
     this.#host.closed(session, uwsCloseCode(code, reason), reason);
   }
