@@ -4,6 +4,7 @@
  * checked for loss, reorder and a saturated load generator.
  */
 import { execSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { percentiles, type Percentiles } from './histogram.js';
 import { mergeResults } from './merge.js';
@@ -37,6 +38,29 @@ export function openFileLimit(): number {
   } catch {
     return 1024;
   }
+}
+
+/** Busy CPU time of the whole machine so far, in microseconds (Linux /proc/stat), or null elsewhere. */
+export function machineBusyUs(): number | null {
+  try {
+    const line = readFileSync('/proc/stat', 'latin1').split('\n', 1)[0] ?? '';
+    const f = line.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal: everything but idle and iowait, in USER_HZ (1/100 s).
+    const busy = (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0);
+    return Number.isFinite(busy) && f.length >= 8 ? busy * 10_000 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** CPU used during one run, each in microseconds over the same wall-clock window. */
+export interface CpuWindow {
+  wallUs: number;
+  serverUs: number;
+  /** Busy time of the whole machine, or null where /proc/stat is not there. */
+  machineUs: number | null;
+  /** This runner's own CPU. */
+  runnerUs: number;
 }
 
 export interface MemSample {
@@ -80,6 +104,10 @@ export class Server {
 
   async count(): Promise<number> {
     return (await this.proc.request({ op: 'count' }, 'count', 10_000)).sessions;
+  }
+
+  async cpu(): Promise<number> {
+    return (await this.proc.request({ op: 'cpu' }, 'cpu', 10_000)).us;
   }
 
   async mem(): Promise<MemSample> {
@@ -158,7 +186,12 @@ export class Clients {
     stalled: readonly number[],
     publish: (id: number, firstSeq: number) => ServerCommand,
     timeoutMs: number,
-  ): Promise<{ load: RunResult; server: Extract<ServerReply, { op: 'published' }>; timedOut: boolean }> {
+  ): Promise<{
+    load: RunResult;
+    server: Extract<ServerReply, { op: 'published' }>;
+    timedOut: boolean;
+    cpu: CpuWindow;
+  }> {
     const id = server.nextId();
     const firstSeq = server.nextSeq(messages);
     await Promise.all(
@@ -166,6 +199,10 @@ export class Clients {
         p.request({ op: 'arm', spec: { id, firstSeq, messages, stalled } }, 'armed', 10_000),
       ),
     );
+    const serverCpu0 = await server.cpu();
+    const machine0 = machineBusyUs();
+    const runner0 = process.cpuUsage();
+    const wall0 = process.hrtime.bigint();
     const complete = Promise.all(this.procs.map((p) => p.wait('complete', timeoutMs, (m) => m.id === id)));
     // The publish side is bounded by its own schedule; a slow server gets extra time to finish it.
     const pub = server.proc.request(publish(id, firstSeq), 'published', timeoutMs + 60_000);
@@ -183,7 +220,16 @@ export class Clients {
     const parts = await Promise.all(
       this.procs.map((p) => p.request({ op: 'collect', id }, 'result', 10_000).then((r) => r.result)),
     );
-    return { load: mergeResults(id, parts), server: published, timedOut };
+    const serverCpu1 = await server.cpu();
+    const machine1 = machineBusyUs();
+    const runner = process.cpuUsage(runner0);
+    const cpu: CpuWindow = {
+      wallUs: Number(process.hrtime.bigint() - wall0) / 1000,
+      serverUs: serverCpu1 - serverCpu0,
+      machineUs: machine0 === null || machine1 === null ? null : machine1 - machine0,
+      runnerUs: runner.user + runner.system,
+    };
+    return { load: mergeResults(id, parts), server: published, timedOut, cpu };
   }
 
   async releaseStalled(): Promise<void> {
@@ -206,10 +252,12 @@ export interface Measured {
   deliveriesPerSec: number;
   elapsedMs: number;
   latency: Percentiles;
-  /** Load generator CPU, in cores (1 = one core busy) over the receive window. */
+  /** CPU cores (1 = one core busy) used by the load generators, the server and everything else on the machine
+   * (other programs: a figure taken while they were busy is noisy), over the run's window. */
   loadgenCores: number;
+  serverCores: number;
+  otherCores: number | null;
   loadgenMaxElu: number;
-  serverCpuMs: number;
   serverRss: number;
   /** How late the server's last publish was behind schedule (fixed rate), ms. */
   publishLagMs: number;
@@ -239,7 +287,11 @@ export function judge(
     problems.push(`load generator saturated (event-loop ${(load.maxElu * 100).toFixed(0)}% busy)`);
   }
   const elapsedNs = load.lastRecvNs - Number(server.firstNs);
-  const windowNs = Math.max(1, load.wallNs);
+  const wallUs = Math.max(1, r.cpu.wallUs);
+  const others =
+    r.cpu.machineUs === null
+      ? null
+      : Math.max(0, r.cpu.machineUs - r.cpu.serverUs - load.cpuUs - r.cpu.runnerUs) / wallUs;
   return {
     sessions: n,
     messages,
@@ -249,9 +301,10 @@ export function judge(
     deliveriesPerSec: elapsedNs > 0 ? (load.received / elapsedNs) * 1e9 : 0,
     elapsedMs: elapsedNs / 1e6,
     latency: percentiles(load.hist),
-    loadgenCores: load.cpuUs / (windowNs / 1e3),
+    loadgenCores: load.cpuUs / wallUs,
+    serverCores: r.cpu.serverUs / wallUs,
+    otherCores: others,
     loadgenMaxElu: load.maxElu,
-    serverCpuMs: server.cpuUs / 1000,
     serverRss: server.rss,
     publishLagMs: Number(server.lagNs) / 1e6,
     valid: problems.length === 0,

@@ -11,6 +11,8 @@ export interface BenchOptions {
   sizes: number[];
   shapes: Shape[];
   scenarios: Scenario[];
+  /** Runs of each burst; the median is reported. */
+  repeat: number;
   /** Messages per burst; 0 = from `deliveries` (N x M close to it). */
   messages: number;
   deliveries: number;
@@ -46,7 +48,8 @@ export const HELP = `npm run bench -- [options]        (or: npx tsx bench/run.ts
   --scenarios LIST         ${SCENARIOS.join(',')}
                            (default burst,latency,memory; --full: all)
   --messages M             messages per burst (default: about --deliveries / sessions)
-  --deliveries D           deliveries per burst when --messages is not given (default 300000)
+  --deliveries D           deliveries per burst when --messages is not given (default 200000)
+  --repeat K               runs of each burst, the median is reported (default 3; --full: 2)
   --rate R --seconds S     latency scenario: R publishes/s for S seconds (default 10, 3)
   --latency-sessions N     sessions for the latency scenario (default: the largest --sessions)
   --capacity-sessions N    capacity search sessions (default 1000)
@@ -104,8 +107,9 @@ export function parseOptions(argv: readonly string[], maxSessions: number): Benc
     sizes: full ? [64, 1024] : [1024],
     shapes: [...SHAPES],
     scenarios: full ? [...SCENARIOS] : ['burst', 'latency', 'memory'],
+    repeat: full ? 2 : 3,
     messages: 0,
-    deliveries: 300_000,
+    deliveries: 200_000,
     rate: 10,
     seconds: 3,
     latencySessions: 0,
@@ -156,6 +160,9 @@ export function parseOptions(argv: readonly string[], maxSessions: number): Benc
         break;
       case '--messages':
         o.messages = int(value(), 'messages', 1, 1_000_000);
+        break;
+      case '--repeat':
+        o.repeat = int(value(), 'repeat', 1, 20);
         break;
       case '--deliveries':
         o.deliveries = int(value(), 'deliveries', 1, 100_000_000);

@@ -63,6 +63,7 @@ export type ServerCommand =
   | { op: 'start'; target: Target; backpressure: BackpressureSpec }
   | { op: 'count' }
   | { op: 'mem' }
+  | { op: 'cpu' }
   | { op: 'burst'; id: number; firstSeq: number; messages: number; size: number; shape: Shape }
   | { op: 'rate'; id: number; firstSeq: number; rate: number; seconds: number; size: number }
   | { op: 'stop' };
@@ -71,6 +72,8 @@ export type ServerCommand =
 export type ServerReply =
   | { op: 'started'; port: number; path: string; client: ClientKind; native?: boolean }
   | { op: 'count'; sessions: number }
+  /** CPU time of the server process since it started, in microseconds. */
+  | { op: 'cpu'; us: number }
   | { op: 'mem'; rss: number; heapUsed: number; external: number; arrayBuffers: number }
   | {
       op: 'published';

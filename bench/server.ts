@@ -81,6 +81,11 @@ async function handle(cmd: ServerCommand): Promise<void> {
     case 'count':
       send({ op: 'count', sessions: running().count() });
       break;
+    case 'cpu': {
+      const c = process.cpuUsage();
+      send({ op: 'cpu', us: c.user + c.system });
+      break;
+    }
     case 'mem': {
       gc();
       const m = process.memoryUsage();

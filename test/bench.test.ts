@@ -88,6 +88,7 @@ describe('bench statistics and verdicts', () => {
           rss: 0,
         },
         timedOut: false,
+        cpu: { wallUs: 2e6, serverUs: 1e6, machineUs: 2e6, runnerUs: 0 },
       });
     const ok = run({});
     expect(ok.valid).toBe(true);
