@@ -51,7 +51,7 @@ export const HELP = `npm run bench -- [options]        (or: npx tsx bench/run.ts
   --deliveries D           deliveries per burst when --messages is not given (default 200000)
   --repeat K               runs of each burst, the median is reported (default 3; --full: 2)
   --rate R --seconds S     latency scenario: R publishes/s for S seconds (default 10, 3)
-  --latency-sessions N     sessions for the latency scenario (default: the largest --sessions)
+  --latency-sessions N     sessions for the latency scenario (default 10000 when in --sessions, else the largest)
   --capacity-sessions N    capacity search sessions (default 1000)
   --capacity-size B        capacity search payload (default 1024)
   --p99 MS                 capacity search p99 target (default 100)

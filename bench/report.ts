@@ -63,8 +63,10 @@ function verdictRows(goals: readonly Verdict[]): string[][] {
 function invalid(r: Results): string[] {
   const out: string[] = [];
   for (const b of r.burst) {
-    if (!b.m.valid)
-      out.push(`burst ${b.target} ${int(b.sessions)} x ${b.size} B ${b.shape}: ${b.m.problems.join('; ')}`);
+    if (!b.m.valid) {
+      const why = new Set([...b.m.problems, ...b.repeats.flatMap((x) => x.problems)]);
+      out.push(`burst ${b.target} ${int(b.sessions)} x ${b.size} B ${b.shape}: ${[...why].join('; ')}`);
+    }
   }
   for (const l of r.latency)
     if (!l.m.valid || !l.m.sustained) out.push(`latency ${l.target}: ${l.m.problems.join('; ')}`);

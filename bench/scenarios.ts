@@ -22,7 +22,7 @@ export interface BurstRow {
   /** The median repeat (among the valid ones when most are valid). */
   m: Measured;
   /** Every repeat, in order. */
-  repeats: { deliveriesPerSec: number; valid: boolean; otherCores: number | null }[];
+  repeats: { deliveriesPerSec: number; valid: boolean; otherCores: number | null; problems: string[] }[];
 }
 
 /**
@@ -112,7 +112,8 @@ async function startServer(target: Target, bp: BackpressureSpec, skipped: Skippe
 export async function runSocketScenarios(o: BenchOptions, progress: Progress): Promise<SocketResults> {
   const out: SocketResults = { burst: [], latency: [], memory: [], capacity: [], isolation: [], skipped: [] };
   const has = (s: string): boolean => o.scenarios.includes(s as never);
-  const latencyN = o.latencySessions || Math.max(...o.sessions);
+  // The latency targets are at 10,000 sessions.
+  const latencyN = o.latencySessions || (o.sessions.includes(10_000) ? 10_000 : Math.max(...o.sessions));
   for (const target of o.targets) {
     const sets = new Set<number>();
     if (has('burst') || has('memory')) for (const n of o.sessions) sets.add(n);
@@ -162,6 +163,7 @@ export async function runSocketScenarios(o: BenchOptions, progress: Progress): P
                     deliveriesPerSec: r.deliveriesPerSec,
                     valid: r.valid,
                     otherCores: r.otherCores,
+                    problems: r.problems,
                   })),
                 });
               }
