@@ -54,9 +54,7 @@ async function main(): Promise<number> {
       memoryGiB: Math.round(os.totalmem() / 1024 ** 3),
       openFileLimit: fdLimit,
     },
-    command: ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(
-      ' ',
-    ),
+    command: ['tsx bench/run.ts', ...process.argv.slice(2)].join(' '),
     startedAt: new Date(started).toISOString(),
     durationMs: Date.now() - started,
   };

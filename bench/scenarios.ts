@@ -109,82 +109,97 @@ async function startServer(target: Target, bp: BackpressureSpec, skipped: Skippe
   }
 }
 
+interface Pair {
+  target: Target;
+  server: Server;
+  clients: Clients;
+}
+
+/**
+ * For each session count, every target is up at once (its own server process and clients) and the runs take
+ * turns across targets: a noisy moment on a shared machine then hits every target, not one of them, and the
+ * ratios hold better than the absolute figures.
+ */
 export async function runSocketScenarios(o: BenchOptions, progress: Progress): Promise<SocketResults> {
   const out: SocketResults = { burst: [], latency: [], memory: [], capacity: [], isolation: [], skipped: [] };
   const has = (s: string): boolean => o.scenarios.includes(s as never);
   // The issue's latency targets are at 10,000 sessions.
   const latencyN = o.latencySessions || (o.sessions.includes(10_000) ? 10_000 : Math.max(...o.sessions));
-  for (const target of o.targets) {
-    const sets = new Set<number>();
-    if (has('burst') || has('memory')) for (const n of o.sessions) sets.add(n);
-    if (has('latency')) sets.add(latencyN);
-    if (has('capacity')) sets.add(o.capacitySessions);
-    if (sets.size === 0) continue;
-    progress(`${target}: starting the server`);
-    const server = await startServer(target, ROOMY, out.skipped);
-    if (server === null) continue;
+  const sets = new Set<number>();
+  if (has('burst') || has('memory')) for (const n of o.sessions) sets.add(n);
+  if (has('latency')) sets.add(latencyN);
+  if (has('capacity')) sets.add(o.capacitySessions);
+  const fmt = (n: number): string => n.toLocaleString('en-US');
+  for (const n of [...sets].sort((a, b) => a - b)) {
+    const pairs: Pair[] = [];
     try {
-      for (const n of [...sets].sort((a, b) => a - b)) {
-        const before = await server.mem();
-        progress(`${target}: connecting ${n.toLocaleString('en-US')} clients`);
+      for (const target of o.targets) {
+        if (out.skipped.some((s) => s.target === target)) continue;
+        progress(`${target}: starting the server, connecting ${fmt(n)} clients`);
+        const server = await startServer(target, ROOMY, out.skipped);
+        if (server === null) continue;
         const clients = new Clients(n, o.workers);
-        try {
-          await clients.connect(server, 60_000);
-          if (has('memory') && o.sessions.includes(n)) {
-            const after = await server.mem();
-            out.memory.push({
-              target,
-              sessions: n,
-              before,
-              after,
-              rssPerSession: (after.rss - before.rss) / n,
-              heapPerSession: (after.heapUsed + after.external - before.heapUsed - before.external) / n,
-            });
-          }
-          if (has('burst') && o.sessions.includes(n)) {
-            const messages = messagesFor(o, n);
-            for (const size of o.sizes) {
-              for (const shape of o.shapes) {
-                const runs: Measured[] = [];
-                for (let k = 0; k < o.repeat; k++) {
-                  progress(
-                    `${target}: burst ${n.toLocaleString('en-US')} x ${messages} msgs x ${size} B, ${shape}` +
-                      (o.repeat > 1 ? ` (${k + 1}/${o.repeat})` : ''),
-                  );
-                  runs.push(await burst(server, clients, messages, size, shape));
-                }
-                out.burst.push({
-                  target,
-                  sessions: n,
-                  size,
-                  shape,
-                  m: median(runs),
-                  repeats: runs.map((r) => ({
-                    deliveriesPerSec: r.deliveriesPerSec,
-                    valid: r.valid,
-                    otherCores: r.otherCores,
-                    problems: r.problems,
-                  })),
-                });
+        pairs.push({ target, server, clients });
+        const before = await server.mem();
+        await clients.connect(server, 60_000);
+        if (has('memory') && o.sessions.includes(n)) {
+          const after = await server.mem();
+          out.memory.push({
+            target,
+            sessions: n,
+            before,
+            after,
+            rssPerSession: (after.rss - before.rss) / n,
+            heapPerSession: (after.heapUsed + after.external - before.heapUsed - before.external) / n,
+          });
+        }
+      }
+      if (has('burst') && o.sessions.includes(n)) {
+        const messages = messagesFor(o, n);
+        for (const size of o.sizes) {
+          for (const shape of o.shapes) {
+            const runs = new Map<Target, Measured[]>(pairs.map((p) => [p.target, []]));
+            for (let k = 0; k < o.repeat; k++) {
+              for (const { target, server, clients } of pairs) {
+                progress(
+                  `burst ${fmt(n)} x ${messages} msgs x ${size} B, ${shape}` +
+                    (o.repeat > 1 ? ` (${k + 1}/${o.repeat})` : '') +
+                    `: ${target}`,
+                );
+                runs.get(target)!.push(await burst(server, clients, messages, size, shape));
               }
             }
+            for (const [target, list] of runs) {
+              out.burst.push({
+                target,
+                sessions: n,
+                size,
+                shape,
+                m: median(list),
+                repeats: list.map((r) => ({
+                  deliveriesPerSec: r.deliveriesPerSec,
+                  valid: r.valid,
+                  otherCores: r.otherCores,
+                  problems: r.problems,
+                })),
+              });
+            }
           }
-          if (has('latency') && n === latencyN) {
-            progress(
-              `${target}: latency at ${o.rate}/s for ${o.seconds} s, ${n.toLocaleString('en-US')} sessions`,
-            );
-            out.latency.push({ target, m: await fixedRate(server, clients, o.rate, o.seconds, 1024) });
-          }
-          if (has('capacity') && n === o.capacitySessions) {
-            out.capacity.push(await capacity(server, clients, o, progress));
-          }
-        } finally {
-          await clients.stop();
         }
-        await server.waitCount(0, 15_000);
+      }
+      if (has('latency') && n === latencyN) {
+        for (const { target, server, clients } of pairs) {
+          progress(`latency at ${o.rate}/s for ${o.seconds} s, ${fmt(n)} sessions: ${target}`);
+          out.latency.push({ target, m: await fixedRate(server, clients, o.rate, o.seconds, 1024) });
+        }
+      }
+      if (has('capacity') && n === o.capacitySessions) {
+        for (const { server, clients } of pairs)
+          out.capacity.push(await capacity(server, clients, o, progress));
       }
     } finally {
-      await server.stop();
+      for (const p of pairs) await p.clients.stop();
+      for (const p of pairs) await p.server.stop();
     }
   }
   if (has('isolation')) await isolation(o, out, progress);
