@@ -190,6 +190,20 @@ describe('ws transport: publish', () => {
     expect(writes).toBe(1);
   });
 
+  it('with permessage-deflate on, sends go through ws (compressed per socket) and still arrive in order', async () => {
+    const { registry, url } = await startWs(leftovers, { path: '/:channel', perMessageDeflate: true });
+    const client = await connect(leftovers, `${url}/x`, { perMessageDeflate: true });
+    expect(client.ws.extensions).toMatch(/permessage-deflate/);
+    const big = 'alarm '.repeat(2000);
+    for (let i = 0; i < 5; i++) registry.publish('x', `${i}:${big}`);
+    registry.publish('x', Buffer.from([1, 2, 3]));
+    const got = await client.received(6);
+    expect(got.slice(0, 5).map((m) => m.split(':')[0])).toEqual(['0', '1', '2', '3', '4']);
+    expect(got[0]).toBe(`0:${big}`);
+    expect(got[5]).toBe('bin:010203');
+    expect(registry.stats()).toMatchObject({ delivered: 6, dropped: 0 });
+  });
+
   it('a throwing listener or a failing socket does not stop delivery to the others', async () => {
     const { registry, url } = await startWs(leftovers, { path: '/:channel' });
     const errors: Error[] = [];
