@@ -11,6 +11,13 @@ const COLORS: Record<string, string> = {
   socketio: '#7f7f7f',
 };
 
+/** 1, 2 or 5 times a power of ten, at least `raw`. */
+function niceStep(raw: number): number {
+  const p = 10 ** Math.floor(Math.log10(raw));
+  for (const m of [1, 2, 5, 10]) if (m * p >= raw) return m * p;
+  return 10 * p;
+}
+
 function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
@@ -34,7 +41,9 @@ export function burstChart(rows: readonly BurstRow[]): string {
   shapes.forEach((shape, p) => {
     const x0 = p * W;
     const rowsOf = data.filter((r) => r.shape === shape);
-    const top = Math.max(1, ...rowsOf.map((r) => r.m.deliveriesPerSec)) * 1.1;
+    const step = niceStep(Math.max(1, ...rowsOf.map((r) => r.m.deliveriesPerSec)) / 4);
+    const top = step * Math.ceil((Math.max(1, ...rowsOf.map((r) => r.m.deliveriesPerSec)) * 1.05) / step);
+    const ticks = Math.round(top / step);
     const px = (n: number): number => {
       const i = sessions.indexOf(n);
       const span = W - pad.l - pad.r;
@@ -46,8 +55,8 @@ export function burstChart(rows: readonly BurstRow[]): string {
         `Deliveries/s, ${SHAPE_LABELS[shape]}, ${int(size)} B`,
       )}</text>`,
     );
-    for (let k = 0; k <= 4; k++) {
-      const v = (top / 4) * k;
+    for (let k = 0; k <= ticks; k++) {
+      const v = step * k;
       const y = py(v);
       parts.push(`<line x1="${x0 + pad.l}" x2="${x0 + W - pad.r}" y1="${y}" y2="${y}" stroke="#ddd"/>`);
       parts.push(

@@ -30,6 +30,8 @@ export type ClientKind = 'ws' | 'sio';
 export const CHANNEL = 'bench';
 /** Prefix of a server error meaning: this target cannot run here (skipped, not failed). */
 export const UNAVAILABLE = 'unavailable: ';
+/** In the reason of a uWS target refused for running on the pure-JS fallback. */
+export const NOT_NATIVE = 'not the native binary';
 export const PAYLOAD_HEADER = 33; // '#' + 10 + ':' + 20 + ':'
 export const MIN_PAYLOAD = 64;
 

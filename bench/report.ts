@@ -130,7 +130,7 @@ export function consoleSummary(r: Results): string {
   if (r.goals.length > 0) {
     lines.push('Targets', textTable(['goal', 'where', 'value', 'status', 'by'], verdictRows(r.goals)), '');
   }
-  for (const s of r.skipped) lines.push(`SKIPPED ${s.target}: ${s.reason}`);
+  for (const s of r.skipped) lines.push(`${s.refused ? 'REFUSED' : 'SKIPPED'} ${s.target}: ${s.reason}`);
   for (const p of invalid(r)) lines.push(`INVALID ${p}`);
   return lines.join('\n');
 }

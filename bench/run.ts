@@ -71,6 +71,13 @@ async function main(): Promise<number> {
   process.stdout.write(
     `Took ${((Date.now() - started) / 1000).toFixed(0)} s on ${results.machine.nproc} CPU (${results.machine.cpu}).\n`,
   );
+  const refused = results.skipped.filter((s) => s.refused);
+  if (refused.length > 0) {
+    process.stderr.write(
+      `bench failed: ${refused.map((s) => s.target).join(', ')} refused (not the native uWS binary)\n`,
+    );
+    return 1;
+  }
   return 0;
 }
 

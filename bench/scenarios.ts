@@ -12,7 +12,14 @@ import {
   type RateMeasured,
 } from './harness.js';
 import { messagesFor, type BenchOptions } from './options.js';
-import { FANOUT_TARGETS, UNAVAILABLE, type BackpressureSpec, type Shape, type Target } from './protocol.js';
+import {
+  FANOUT_TARGETS,
+  NOT_NATIVE,
+  UNAVAILABLE,
+  type BackpressureSpec,
+  type Shape,
+  type Target,
+} from './protocol.js';
 
 export interface BurstRow {
   target: Target;
@@ -78,6 +85,8 @@ export interface IsolationRow {
 export interface Skipped {
   target: Target;
   reason: string;
+  /** uWebSockets.js loaded without its native binary: the run fails rather than measure an imitation. */
+  refused: boolean;
 }
 
 export interface SocketResults {
@@ -104,7 +113,8 @@ async function startServer(target: Target, bp: BackpressureSpec, skipped: Skippe
     const message = (err as Error).message;
     const at = message.indexOf(UNAVAILABLE);
     if (at === -1) throw err;
-    skipped.push({ target, reason: message.slice(at + UNAVAILABLE.length) });
+    const reason = message.slice(at + UNAVAILABLE.length);
+    skipped.push({ target, reason, refused: reason.includes(NOT_NATIVE) });
     return null;
   }
 }

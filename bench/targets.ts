@@ -6,7 +6,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
-import { CHANNEL, type BackpressureSpec, type ClientKind, type Target } from './protocol.js';
+import { CHANNEL, NOT_NATIVE, type BackpressureSpec, type ClientKind, type Target } from './protocol.js';
 
 export interface RunningTarget {
   port: number;
@@ -63,7 +63,7 @@ export async function loadNativeUws(): Promise<UwsModule> {
       : Function.prototype.toString.call(uws.App).includes('[native code]');
   if (!native) {
     throw new TargetUnavailable(
-      'uWebSockets.js is the pure-JS fallback, not the native binary (check UWS_USE_FALLBACK and the binary for ' +
+      `uWebSockets.js is the pure-JS fallback, ${NOT_NATIVE} (check UWS_USE_FALLBACK and the binary for ` +
         `node ABI ${process.versions.modules}); refusing to measure it`,
     );
   }
