@@ -118,7 +118,7 @@ export function consoleSummary(r: Results): string {
           int(c.sessions),
           `${c.size} B`,
           `${c.p99Target} ms`,
-          c.rate > 0 ? int(c.rate) : 'none passed',
+          c.rate > 0 ? (c.loadgenLimited ? '>= ' : '') + int(c.rate) : 'none passed',
           rate(c.rate * c.sessions),
         ]),
       ),
@@ -265,7 +265,10 @@ export function markdown(r: Results, chartFile: string | null): string {
       out.push(
         `**${LABELS[c.target]}**, ${int(c.sessions)} sessions, ${c.size} B, p99 target ${c.p99Target} ms: ` +
           (c.rate > 0
-            ? `**${int(c.rate)} publishes/s** (${rate(c.rate * c.sessions)} deliveries/s).`
+            ? `**${c.loadgenLimited ? 'at least ' : ''}${int(c.rate)} publishes/s** (${rate(c.rate * c.sessions)} deliveries/s)` +
+              (c.loadgenLimited
+                ? ': a faster step saturated the load generator, so this is a lower bound here.'
+                : '.')
             : 'no rate passed.'),
         '',
         mdTable(

@@ -72,6 +72,11 @@ export interface CapacityRow {
   p99Target: number;
   /** Highest rate that passed, publishes/s (0 when none did). */
   rate: number;
+  /**
+   * A step above `rate` failed with the load generator saturated: the server may hold more, and `rate` is
+   * only a lower bound on this machine.
+   */
+  loadgenLimited: boolean;
   steps: CapacityStep[];
 }
 export interface IsolationRow {
@@ -229,6 +234,7 @@ async function capacity(
     size: o.capacitySize,
     p99Target: o.p99,
     rate: 0,
+    loadgenLimited: false,
     steps: [],
   };
   // A failed step is tried once more before it counts: on a shared machine one noisy step should not decide.
@@ -274,6 +280,9 @@ async function capacity(
     else bad = rate;
   }
   row.rate = good;
+  row.loadgenLimited = row.steps.some(
+    (s) => !s.ok && s.rate > good && s.problems.some((p) => p.includes('saturated')),
+  );
   return row;
 }
 
