@@ -35,6 +35,8 @@ export interface BenchOptions {
   /** Load-generator threads in all. */
   workers: number;
   out: string;
+  /** A previous run's JSON to compare with (before/after a change). */
+  baseline: string | null;
   quiet: boolean;
 }
 
@@ -62,6 +64,7 @@ export const HELP = `npm run bench -- [options]        (or: npx tsx bench/run.ts
   --limit BYTES            backpressure limit in the slow-consumer scenario (default 262144)
   --workers W              load-generator threads in all (default: CPU count)
   --out DIR                where results go (default bench/results)
+  --baseline FILE          a previous run's .json: prints before -> after for every burst cell both ran
   --quiet                  no progress line
   --help`;
 
@@ -125,6 +128,7 @@ export function parseOptions(argv: readonly string[], maxSessions: number): Benc
     limit: 256 * 1024,
     workers: Math.max(1, os.availableParallelism()),
     out: 'bench/results',
+    baseline: null,
     quiet: false,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -208,6 +212,9 @@ export function parseOptions(argv: readonly string[], maxSessions: number): Benc
         break;
       case '--out':
         o.out = value();
+        break;
+      case '--baseline':
+        o.baseline = value();
         break;
       default:
         throw new TypeError(`unknown option ${flag} (see --help)`);

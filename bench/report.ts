@@ -178,6 +178,39 @@ function microTable(r: Results): [string[], string[][]] {
   ];
 }
 
+const CONTROL: Partial<Record<Target, Target>> = { ws: 'ws-naive', uws: 'uws-raw' };
+
+/**
+ * Before -> after for every burst cell both runs measured. Absolute figures move with the machine's load, so
+ * the ratio to the control of the same run is shown too: it is the figure to compare across runs.
+ */
+export function comparison(now: Results, base: Results): [string[], string[][]] {
+  const key = (b: BurstRow): string => `${b.target}|${b.sessions}|${b.size}|${b.shape}`;
+  const index = (r: Results): Map<string, BurstRow> => new Map(r.burst.map((b) => [key(b), b]));
+  const then = index(base);
+  const current = index(now);
+  const vsControl = (map: Map<string, BurstRow>, b: BurstRow): number => {
+    const control = CONTROL[b.target];
+    const c = control === undefined ? undefined : map.get(key({ ...b, target: control }));
+    return c === undefined ? NaN : b.m.deliveriesPerSec / c.m.deliveriesPerSec;
+  };
+  const rows: string[][] = [];
+  for (const b of now.burst) {
+    const a = then.get(key(b));
+    if (a === undefined) continue;
+    const change = (b.m.deliveriesPerSec / a.m.deliveriesPerSec - 1) * 100;
+    const control = CONTROL[b.target];
+    rows.push([
+      `${b.target} ${int(b.sessions)} x ${int(b.size)} B, ${SHAPE_LABELS[b.shape]}`,
+      rate(a.m.deliveriesPerSec) + (a.m.valid ? '' : ' (!)'),
+      rate(b.m.deliveriesPerSec) + (b.m.valid ? '' : ' (!)'),
+      `${change >= 0 ? '+' : ''}${change.toFixed(0)}%`,
+      control === undefined ? '-' : `${ratio(vsControl(then, a))} -> ${ratio(vsControl(current, b))}`,
+    ]);
+  }
+  return [['cell', 'before', 'after', 'change', 'vs its control, before -> after'], rows];
+}
+
 export function markdown(r: Results, chartFile: string | null): string {
   const m = r.machine;
   const out: string[] = [

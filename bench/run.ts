@@ -2,7 +2,7 @@
  * `npm run bench`: fan-out benchmarks over real loopback sockets, fanout's transports beside the controls
  * (naive ws loop, raw uWS publish, Socket.IO), all in one run. See bench/README.md.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { burstChart } from './chart.js';
@@ -11,7 +11,8 @@ import { cpuModel, openFileLimit } from './harness.js';
 import { runMicro } from './micro.js';
 import { HELP, parseOptions } from './options.js';
 import { killAllChildren, liveChildren } from './proc.js';
-import { consoleSummary, markdown, type Results } from './report.js';
+import { comparison, consoleSummary, markdown, type Results } from './report.js';
+import { mdTable, textTable } from './format.js';
 import { runSocketScenarios } from './scenarios.js';
 
 async function main(): Promise<number> {
@@ -28,6 +29,16 @@ async function main(): Promise<number> {
   if (o === null) {
     process.stdout.write(`${HELP}\n`);
     return 0;
+  }
+  let baseline: Results | null = null;
+  if (o.baseline !== null) {
+    try {
+      baseline = JSON.parse(await readFile(o.baseline, 'utf8')) as Results;
+      if (!Array.isArray(baseline.burst)) throw new Error('no "burst" results in it');
+    } catch (err) {
+      process.stderr.write(`--baseline ${o.baseline}: ${(err as Error).message}\n`);
+      return 2;
+    }
   }
   const started = Date.now();
   const tty = process.stderr.isTTY === true && !o.quiet;
@@ -65,8 +76,14 @@ async function main(): Promise<number> {
   const chart = results.burst.length > 0 ? `${path.basename(base)}.svg` : null;
   await writeFile(`${base}.json`, JSON.stringify(results, null, 2));
   if (chart !== null) await writeFile(`${base}.svg`, burstChart(results.burst));
-  await writeFile(`${base}.md`, markdown(results, chart));
+  const compared = baseline === null ? null : comparison(results, baseline);
+  const before = `Compared with ${o.baseline ?? ''} (${baseline?.startedAt ?? ''})`;
+  await writeFile(
+    `${base}.md`,
+    markdown(results, chart) + (compared === null ? '' : `\n## ${before}\n\n${mdTable(...compared)}\n`),
+  );
   process.stdout.write(`${consoleSummary(results)}\n`);
+  if (compared !== null) process.stdout.write(`\n${before}\n${textTable(...compared)}\n`);
   process.stdout.write(`\nWrote ${base}.json, ${base}.md${chart === null ? '' : `, ${base}.svg`}\n`);
   process.stdout.write(
     `Took ${((Date.now() - started) / 1000).toFixed(0)} s on ${results.machine.nproc} CPU (${results.machine.cpu}).\n`,

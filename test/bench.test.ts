@@ -117,8 +117,8 @@ describe('bench harness over loopback', () => {
     }
   }
 
-  it('counts exactly N x M deliveries through the fanout ws transport and through Socket.IO', async () => {
-    for (const target of ['ws', 'socketio'] as const) {
+  it('counts exactly N x M deliveries through both fanout transports and through Socket.IO', async () => {
+    for (const target of ['ws', 'uws', 'socketio'] as const) {
       for (const m of await tiny(target)) {
         expect(m.problems).toEqual([]);
         expect(m.received).toBe(20 * 10);
