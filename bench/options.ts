@@ -50,7 +50,7 @@ export const HELP = `npm run bench -- [options]        (or: npx tsx bench/run.ts
   --scenarios LIST         ${SCENARIOS.join(',')}
                            (default burst,latency,memory; --full: all)
   --messages M             messages per burst (default: about --deliveries / sessions)
-  --deliveries D           deliveries per burst when --messages is not given (default 200000)
+  --deliveries D           deliveries per burst when --messages is not given (default 300000; --full: 400000)
   --repeat K               runs of each burst, the median is reported (default 3; --full: 2)
   --rate R --seconds S     latency scenario: R publishes/s for S seconds (default 10, 3)
   --latency-sessions N     sessions for the latency scenario (default 10000 when in --sessions, else the largest)
@@ -112,7 +112,7 @@ export function parseOptions(argv: readonly string[], maxSessions: number): Benc
     scenarios: full ? [...SCENARIOS] : ['burst', 'latency', 'memory'],
     repeat: full ? 2 : 3,
     messages: 0,
-    deliveries: 200_000,
+    deliveries: full ? 400_000 : 300_000,
     rate: 10,
     seconds: 3,
     latencySessions: 0,
