@@ -6,22 +6,9 @@ import { SessionRegistry } from '../../src/index.js';
 import type { Broker } from '../../src/brokers/broker.js';
 import { wsTransport } from '../../transports/ws.js';
 
-/** Everything a test started, disposed after it in reverse order. */
-export class Leftovers {
-  readonly #items: (() => Promise<void> | void)[] = [];
-  add(dispose: () => Promise<void> | void): void {
-    this.#items.push(dispose);
-  }
-  async dispose(): Promise<void> {
-    for (const item of this.#items.splice(0).reverse()) {
-      try {
-        await item();
-      } catch (err) {
-        console.error('dispose failed:', err);
-      }
-    }
-  }
-}
+import { Leftovers } from '../transports/clients.js';
+
+export { Leftovers };
 
 export interface Node {
   name: string;

@@ -3,18 +3,9 @@ import type { AddressInfo } from 'node:net';
 import { WebSocket } from 'ws';
 import { SessionRegistry, type RegistryOptions } from '../../src/index.js';
 import { wsTransport, type WsTransport, type WsTransportOptions } from '../../transports/ws.js';
+import type { Leftovers } from '../transports/clients.js';
 
-/** Everything a test started, disposed after it (graphql-ws "leftovers" style). */
-export class Leftovers {
-  readonly #items: (() => Promise<void> | void)[] = [];
-  add(dispose: () => Promise<void> | void): void {
-    this.#items.push(dispose);
-  }
-  async dispose(): Promise<void> {
-    const items = this.#items.splice(0).reverse();
-    for (const item of items) await item();
-  }
-}
+export { Leftovers, upgradeStatus } from '../transports/clients.js';
 
 export interface WsFixture<TData = unknown> {
   registry: SessionRegistry<TData>;
@@ -84,25 +75,6 @@ export function connect(
       }),
     );
     ws.once('error', reject);
-  });
-}
-
-/** The HTTP status an upgrade attempt got, or 101. */
-export function upgradeStatus(url: string, headers?: Record<string, string>): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers });
-    ws.on('unexpected-response', (_req, res) => {
-      resolve(res.statusCode ?? 0);
-      res.resume();
-      ws.terminate();
-    });
-    ws.on('open', () => {
-      resolve(101);
-      ws.terminate();
-    });
-    ws.on('error', (err) => {
-      if (!/Unexpected server response/.test(err.message)) reject(err);
-    });
   });
 }
 

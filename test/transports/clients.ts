@@ -8,8 +8,15 @@ export class Leftovers {
   add(dispose: () => Promise<unknown> | unknown): void {
     this.#items.push(dispose);
   }
+  /** Disposes everything, in reverse order; one failing disposal is reported and does not stop the others. */
   async dispose(): Promise<void> {
-    for (const item of this.#items.splice(0).reverse()) await item();
+    for (const item of this.#items.splice(0).reverse()) {
+      try {
+        await item();
+      } catch (err) {
+        console.error('dispose failed:', err);
+      }
+    }
   }
 }
 
