@@ -11,7 +11,7 @@ export interface BenchOptions {
   sizes: number[];
   shapes: Shape[];
   scenarios: Scenario[];
-  /** Runs of each burst; the median is reported. */
+  /** Runs of each burst; the best valid one is reported. */
   repeat: number;
   /** Messages per burst; 0 = from `deliveries` (N x M close to it). */
   messages: number;
@@ -51,7 +51,7 @@ export const HELP = `npm run bench -- [options]        (or: npx tsx bench/run.ts
                            (default burst,latency,memory; --full: all)
   --messages M             messages per burst (default: about --deliveries / sessions)
   --deliveries D           deliveries per burst when --messages is not given (default 300000; --full: 400000)
-  --repeat K               runs of each burst, the median is reported (default 3; --full: 2)
+  --repeat K               runs of each burst, the best valid one is reported (default 3; --full: 2)
   --rate R --seconds S     latency scenario: R publishes/s for S seconds (default 10, 3)
   --latency-sessions N     sessions for the latency scenario (default 10000 when in --sessions, else the largest)
   --capacity-sessions N    capacity search sessions (default 1000)

@@ -10,6 +10,7 @@ import { createHistogram, percentiles, record } from '../bench/histogram.js';
 import { mergeResults } from '../bench/merge.js';
 import { liveChildren } from '../bench/proc.js';
 import { makePayload, type Target } from '../bench/protocol.js';
+import { bestOf } from '../bench/scenarios.js';
 
 function serverFrame(payload: Buffer, op = 1): Buffer {
   const len = payload.length;
@@ -97,6 +98,43 @@ describe('bench statistics and verdicts', () => {
     expect(run({ disordered: 2 }).valid).toBe(false);
     expect(run({ maxElu: 0.97 }).problems[0]).toMatch(/saturated/);
     expect(run({ maxElu: 0.97, lastRecvNs: 2.05e9, wallNs: 0.05e9 }).valid).toBe(true); // too short to judge
+  });
+
+  it('reports the best valid repeat, but never hides a loss in any repeat', () => {
+    const base = mergeResults(1, []);
+    const run = (received: number, lastRecvNs: number, maxElu = 0): Measured =>
+      judge(10, 10, 5, 64, {
+        load: {
+          ...base,
+          received,
+          complete: 10,
+          clients: 10,
+          firstRecvNs: 1.5e9,
+          lastRecvNs,
+          wallNs: 1e9,
+          maxElu,
+        },
+        server: {
+          op: 'published',
+          id: 1,
+          count: 5,
+          firstNs: 1_000_000_000n,
+          lastNs: 1_500_000_000n,
+          lagNs: 0n,
+          cpuUs: 0,
+          rss: 0,
+        },
+        timedOut: false,
+        cpu: { wallUs: 2e6, serverUs: 1e6, machineUs: 2e6, runnerUs: 0 },
+      });
+    const slow = run(50, 3e9);
+    const fast = run(50, 2e9);
+    const saturatedFaster = run(50, 1.9e9, 0.99);
+    expect(bestOf([slow, fast, saturatedFaster])).toBe(fast);
+    const lossy = bestOf([fast, run(49, 2e9)]);
+    expect(lossy.valid).toBe(false);
+    expect(lossy.problems).toEqual(['lost 1 of 50 deliveries']);
+    expect(bestOf([saturatedFaster]).valid).toBe(false);
   });
 });
 
