@@ -35,9 +35,11 @@ const RATIO_GOALS: RatioGoal[] = [
 
 function atLeast(value: number, min: number): Pick<Verdict, 'status' | 'by'> {
   const pct = ((value - min) / min) * 100;
+  const abs = Math.abs(pct);
+  const shown = abs < 10 ? abs.toFixed(1) : abs.toFixed(0);
   return value >= min
-    ? { status: 'met', by: `+${pct.toFixed(0)}% over` }
-    : { status: 'missed', by: `short by ${(-pct).toFixed(0)}%` };
+    ? { status: 'met', by: `+${shown}% over` }
+    : { status: 'missed', by: `short by ${shown}%` };
 }
 
 export function checkGoals(r: SocketResults): Verdict[] {
