@@ -121,7 +121,7 @@ export class SessionRegistry<TData = unknown, TChannels extends object = Channel
     if (target === undefined) return;
     const list =
       channels === undefined
-        ? [...target._channels]
+        ? target._channels
         : typeof channels === 'string'
           ? [assertChannel(channels)]
           : assertChannels(channels);
@@ -270,7 +270,7 @@ export class SessionRegistry<TData = unknown, TChannels extends object = Channel
     }
     // Leave every channel first: from here on no publish can reach the session.
     session._state = 'closed';
-    for (const channel of [...session._channels]) this.#leave(session, channel);
+    for (const channel of session._channels) this.#leave(session, channel);
     this.#sessions.delete(session.id);
     this.#emit('close', session, session, code, reason);
     if (this.#drained !== null && this.#sessions.size === 0) {
@@ -280,7 +280,7 @@ export class SessionRegistry<TData = unknown, TChannels extends object = Channel
   }
 
   #join(session: BaseSession<TData>, channel: string): void {
-    if (session._channels.has(channel)) return;
+    if (session._channels.includes(channel)) return;
     const transport = this.#transportOf(session);
     let group = this.#channels.get(channel);
     if (group === undefined) {
@@ -291,14 +291,19 @@ export class SessionRegistry<TData = unknown, TChannels extends object = Channel
     let set = group.get(transport);
     if (set === undefined) group.set(transport, (set = new Set()));
     set.add(session as BaseSession<never>);
-    session._channels.add(channel);
+    // concat allocates exactly one slot more; a spread or push would leave slack in every session.
+    session._channels = session._channels.concat(channel);
     if (transport.subscribed !== undefined)
       this.#guard(() => transport.subscribed?.(session as BaseSession<never>, channel), session);
     this.#emit('subscribe', session, session, channel);
   }
 
   #leave(session: BaseSession<TData>, channel: string): void {
-    if (!session._channels.delete(channel)) return;
+    const index = session._channels.indexOf(channel);
+    if (index === -1) return;
+    const rest = session._channels.slice();
+    rest.splice(index, 1);
+    session._channels = rest;
     const transport = this.#transportOf(session);
     const group = this.#channels.get(channel);
     const set = group?.get(transport);
@@ -355,7 +360,7 @@ export class SessionRegistry<TData = unknown, TChannels extends object = Channel
       let except: Set<BaseSession<never>> | null = null;
       if (earlier !== null) {
         for (const s of set) {
-          if (earlier.some((c) => s._channels.has(c))) (except ??= new Set()).add(s);
+          if (earlier.some((c) => s._channels.includes(c))) (except ??= new Set()).add(s);
         }
       }
       transport.fanout(message, set, except, except === null ? via : null);

@@ -70,7 +70,7 @@ describe('README examples run as written', () => {
     expect(await upgradeStatus(url.replace('token=secret', 'token=wrong'))).toBe(401);
     const { message } = await firstMessage(url);
     expect(JSON.parse(await message)).toEqual({ level: 'critical', text: 'zone 3' });
-    expect(running.output()).toMatch(/open [0-9a-f-]{36} \[ 'track-people' \]/);
+    expect(running.output()).toMatch(/open [0-9a-f]{32} \[ 'track-people' \]/);
   });
 
   it('the uWebSockets.js quick start', async () => {

@@ -3,12 +3,10 @@ import type { Message } from '../src/message.js';
 import { BaseSession, type SendResult, type SessionInit } from '../src/session.js';
 import type { UpgradeRequest } from '../src/upgrade.js';
 
-/** What travels from the upgrade to the open handler, then holds the session. */
+/** What travels from the upgrade to the open handler (`pending`, released there), then holds the session. */
 export interface UserData<TData> {
   session: UwsSession<TData> | null;
-  request: UpgradeRequest;
-  data: TData;
-  channels: readonly string[];
+  pending: { request: UpgradeRequest; data: TData; channels: readonly string[] } | null;
 }
 
 export type Socket<TData> = WebSocket<UserData<TData>>;

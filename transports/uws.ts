@@ -283,9 +283,7 @@ class UwsTransportImpl<TData> implements UwsTransport, CongestionOwner<TData> {
         if (this.#closed || this.#host.closing) return this.#reject(res, request, 503, defaultReason(503));
         const userData: UserData<TData> = {
           session: null,
-          request,
-          data: decision.data,
-          channels: decision.channels,
+          pending: { request, data: decision.data, channels: decision.channels },
         };
         res.cork(() => res.upgrade(userData, key, protocol, extensions, context));
       })
@@ -294,12 +292,16 @@ class UwsTransportImpl<TData> implements UwsTransport, CongestionOwner<TData> {
 
   #open(ws: Socket<TData>): void {
     const userData = ws.getUserData();
+    const pending = userData.pending;
+    if (pending === null) return;
+    // The request (headers, query) is not needed past this point: the socket's user data must not hold it.
+    userData.pending = null;
     const session = new UwsSession<TData>(
       {
         host: this.#host,
-        data: userData.data,
-        params: userData.request.params,
-        remoteAddress: userData.request.remoteAddress,
+        data: pending.data,
+        params: pending.request.params,
+        remoteAddress: pending.request.remoteAddress,
         backpressure: this.#options.backpressure,
       },
       ws,
@@ -312,7 +314,7 @@ class UwsTransportImpl<TData> implements UwsTransport, CongestionOwner<TData> {
     ws.subscribe(this.#anchor);
     this.#sessions.add(session);
     this.schedule(session, 0);
-    this.#host.open(session, userData.channels);
+    this.#host.open(session, pending.channels);
   }
 
   #close(ws: Socket<TData>, code: number, message: ArrayBuffer): void {

@@ -87,12 +87,12 @@ class WsSession<TData> extends BaseSession<TData> {
   awaitingPong = false;
   /** The close code this side sent, reported when the peer's own close frame never arrives. */
   sentCode: number | undefined;
-  readonly #owner: WsTransportImpl<TData>;
+  readonly owner: WsTransportImpl<TData>;
 
   constructor(init: SessionInit<TData>, ws: WebSocket, owner: WsTransportImpl<TData>) {
     super(init);
     this.ws = ws;
-    this.#owner = owner;
+    this.owner = owner;
   }
 
   get bufferedAmount(): number {
@@ -102,7 +102,7 @@ class WsSession<TData> extends BaseSession<TData> {
   protected write(message: Message): SendResult {
     const ws = this.ws;
     if (ws.readyState !== OPEN) return 'closed';
-    const owner = this.#owner;
+    const owner = this.owner;
     if (owner.deflate) {
       const queued = ws.bufferedAmount > 0;
       ws.send(message.data, { binary: message.binary });
@@ -303,38 +303,29 @@ class WsTransportImpl<TData> implements WsTransport {
       ws,
       this,
     );
-    ws.on('message', (payload, isBinary) => {
-      session.awaitingPong = false;
-      const data = payload as Buffer;
-      host.message(session, isBinary ? data : data.toString('utf8'), isBinary);
-    });
-    ws.on('pong', () => (session.awaitingPong = false));
-    ws.on('error', (err: Error & { code?: string }) => {
-      // Protocol violations by the peer (oversized frame, bad UTF-8) end in a close code, not an error.
-      if (typeof err.code === 'string' && err.code.startsWith('WS_ERR_')) {
-        session.sentCode ??= PROTOCOL_CLOSE_CODES[err.code] ?? 1002;
-      } else {
-        host.error(err, session);
-      }
-    });
-    ws.on('close', (received, reason) => {
-      // ws stops reading after a protocol error, so it never sees the peer's echo and reports 1006: report
-      // the code that was sent instead, as uWS does.
-      const code = received === 1006 && session.sentCode !== undefined ? session.sentCode : received;
-      this.#sessions.delete(session);
-      if (session.run !== null) {
-        const run = session.run;
-        session.run = null;
-        session.retract(run, 'closed');
-      }
-      host.closed(session, code, reason.toString());
-    });
+    // Shared listeners, not closures: they find the session on the socket, so a session costs no functions.
+    (ws as SessionSocket<TData>)[kSession] = session;
+    ws.on('message', onMessage);
+    ws.on('pong', onPong);
+    ws.on('error', onError);
+    ws.on('close', onClose);
     this.#sessions.add(session);
     host.open(session, channels);
   }
 
   unrouted(status: number, reason: string): void {
     this.#host.rejected(null, status, reason);
+  }
+
+  /** The socket of `session` closed: it leaves the transport, then the registry. */
+  closed(session: WsSession<TData>, code: number, reason: string): void {
+    this.#sessions.delete(session);
+    if (session.run !== null) {
+      const run = session.run;
+      session.run = null;
+      session.retract(run, 'closed');
+    }
+    this.#host.closed(session, code, reason);
   }
 
   #reject(socket: Duplex, request: UpgradeRequest | null, status: number, reason: string): void {
@@ -367,6 +358,37 @@ class WsTransportImpl<TData> implements WsTransport {
     }, heartbeat.interval);
     this.#heartbeat.unref();
   }
+}
+
+const kSession = Symbol('fanout.session');
+type SessionSocket<TData> = WebSocket & { [kSession]: WsSession<TData> };
+
+function onMessage(this: WebSocket, payload: Buffer, isBinary: boolean): void {
+  const session = (this as SessionSocket<unknown>)[kSession];
+  session.awaitingPong = false;
+  session.host.message(session, isBinary ? payload : payload.toString('utf8'), isBinary);
+}
+
+function onPong(this: WebSocket): void {
+  (this as SessionSocket<unknown>)[kSession].awaitingPong = false;
+}
+
+function onError(this: WebSocket, err: Error & { code?: string }): void {
+  const session = (this as SessionSocket<unknown>)[kSession];
+  // Protocol violations by the peer (oversized frame, bad UTF-8) end in a close code, not an error.
+  if (typeof err.code === 'string' && err.code.startsWith('WS_ERR_')) {
+    session.sentCode ??= PROTOCOL_CLOSE_CODES[err.code] ?? 1002;
+  } else {
+    session.host.error(err, session);
+  }
+}
+
+function onClose(this: WebSocket, received: number, reason: Buffer): void {
+  const session = (this as SessionSocket<unknown>)[kSession];
+  // ws stops reading after a protocol error, so it never sees the peer's echo and reports 1006: report the
+  // code that was sent instead, as uWS does.
+  const code = received === 1006 && session.sentCode !== undefined ? session.sentCode : received;
+  session.owner.closed(session, code, reason.toString());
 }
 
 function flattenHeaders(req: IncomingMessage): Record<string, string> {
