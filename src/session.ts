@@ -113,8 +113,11 @@ export abstract class BaseSession<TData = unknown> implements Session<TData> {
 
   abstract get bufferedAmount(): number;
 
-  /** Writes a prepared message to the socket; must not apply the policy (deliver does). */
-  protected abstract write(message: Message): SendResult;
+  /**
+   * Writes a prepared message to the socket; must not apply the policy (deliver does). `buffered` is the
+   * session's `bufferedAmount` just read by `deliver`, so a transport need not read it again.
+   */
+  protected abstract write(message: Message, buffered: number): SendResult;
   /** Starts the transport's closing handshake. */
   protected abstract doClose(code: number, reason: string): void;
   abstract terminate(): void;
@@ -134,7 +137,8 @@ export abstract class BaseSession<TData = unknown> implements Session<TData> {
     }
     let result: SendResult;
     try {
-      if (this.bufferedAmount > this.backpressure.limit) {
+      const buffered = this.bufferedAmount;
+      if (buffered > this.backpressure.limit) {
         this.host.dropped(this, message, 'backpressure');
         if (this.backpressure.policy === 'close') {
           this.host.backpressureClosed(this);
@@ -142,7 +146,7 @@ export abstract class BaseSession<TData = unknown> implements Session<TData> {
         }
         return 'dropped';
       }
-      result = this.write(message);
+      result = this.write(message, buffered);
     } catch (err) {
       this.host.error(err, this);
       this.host.dropped(this, message, 'error');

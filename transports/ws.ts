@@ -99,14 +99,13 @@ class WsSession<TData> extends BaseSession<TData> {
     return this.ws.bufferedAmount + (this.run === null ? 0 : this.run.bytes);
   }
 
-  protected write(message: Message): SendResult {
+  protected write(message: Message, buffered: number): SendResult {
     const ws = this.ws;
     if (ws.readyState !== OPEN) return 'closed';
     const owner = this.owner;
     if (owner.deflate) {
-      const queued = ws.bufferedAmount > 0;
       ws.send(message.data, { binary: message.binary });
-      return queued ? 'queued' : 'sent';
+      return buffered > 0 ? 'queued' : 'sent';
     }
     const frame = message.prepared(kFrame, makeFrame);
     const run = this.run;
@@ -116,7 +115,7 @@ class WsSession<TData> extends BaseSession<TData> {
     } else {
       this.run = run.child(message, frame);
     }
-    return ws.bufferedAmount > 0 ? 'queued' : 'sent';
+    return buffered > 0 ? 'queued' : 'sent';
   }
 
   /** Writes what is pending as one buffer; if the socket is gone, what was pending is counted as dropped. */
