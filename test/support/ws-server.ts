@@ -1,11 +1,10 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { WebSocket } from 'ws';
 import { SessionRegistry, type RegistryOptions } from '../../src/index.js';
 import { wsTransport, type WsTransport, type WsTransportOptions } from '../../transports/ws.js';
 import type { Leftovers } from '../transports/clients.js';
 
-export { Leftovers, upgradeStatus } from '../transports/clients.js';
+export { Leftovers, connect, upgradeStatus, type Client } from '../transports/clients.js';
 
 export interface WsFixture<TData = unknown> {
   registry: SessionRegistry<TData>;
@@ -32,50 +31,6 @@ export async function startWs<TData = unknown>(
     await new Promise<void>((resolve) => server.close(() => resolve()));
   });
   return { registry, transport, server, url: `ws://127.0.0.1:${port}` };
-}
-
-export interface Client {
-  ws: WebSocket;
-  messages: string[];
-  closed: Promise<{ code: number; reason: string }>;
-  /** Resolves once `n` messages arrived in total. */
-  received(n: number): Promise<string[]>;
-}
-
-/** A real `ws` client that records every message. Resolves once open. */
-export function connect(
-  leftovers: Leftovers,
-  url: string,
-  options?: ConstructorParameters<typeof WebSocket>[2],
-) {
-  return new Promise<Client>((resolve, reject) => {
-    const ws = new WebSocket(url, options);
-    const messages: string[] = [];
-    const waiters: { n: number; resolve: (m: string[]) => void }[] = [];
-    ws.on('message', (data, isBinary) => {
-      messages.push(isBinary ? `bin:${(data as Buffer).toString('hex')}` : (data as Buffer).toString());
-      for (const w of waiters.filter((w) => messages.length >= w.n)) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(messages);
-      }
-    });
-    const closed = new Promise<{ code: number; reason: string }>((res) =>
-      ws.on('close', (code, reason) => res({ code, reason: reason.toString() })),
-    );
-    leftovers.add(() => ws.terminate());
-    ws.once('open', () =>
-      resolve({
-        ws,
-        messages,
-        closed,
-        received: (n) =>
-          messages.length >= n
-            ? Promise.resolve(messages)
-            : new Promise((r) => waiters.push({ n, resolve: r })),
-      }),
-    );
-    ws.once('error', reject);
-  });
 }
 
 /** Resolves with the arguments of the next `event` the emitter fires. */
