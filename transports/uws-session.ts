@@ -17,7 +17,16 @@ export interface CongestionOwner<TData> {
   readonly congested: Set<UwsSession<TData>>;
   /** Schedules the next look at `session`'s buffered bytes, given that it has `buffered` now. */
   schedule(session: UwsSession<TData>, buffered: number): void;
+  /**
+   * Counts bytes sent to one session outside native publish. Advancing the shared count keeps every scheduled
+   * look early enough without adding heap entries (a session sent to directly would otherwise need a new,
+   * earlier entry per send, and those pile up when nothing is published natively).
+   */
+  sentDirectly(bytes: number): void;
 }
+
+/** The most a WebSocket frame header adds to a payload (server frames are unmasked): 2 + 8 bytes. */
+export const FRAME_OVERHEAD = 10;
 
 // uWS send() results.
 const SENT = 1;
@@ -90,7 +99,7 @@ export class UwsSession<TData> extends BaseSession<TData> {
     const buffered = ws.getBufferedAmount();
     if (buffered > this.backpressure.limit) this.congest();
     else if (this.congested) this.uncongest();
-    else this.#owner.schedule(this, buffered);
+    else this.#owner.sentDirectly(message.byteLength + FRAME_OVERHEAD);
     return status === SENT ? 'sent' : 'queued';
   }
 

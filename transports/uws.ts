@@ -53,7 +53,13 @@ import { fanoutLoop } from '../src/transport.js';
 import { decideUpgrade, defaultReason, toUpgradeRequest, type UpgradeRequest } from '../src/upgrade.js';
 import { isNativeUws } from './uws-native.js';
 import { uwsCloseCode, uwsHeartbeat, uwsRemoteAddress } from './uws-options.js';
-import { UwsSession, type CongestionOwner, type Socket, type UserData } from './uws-session.js';
+import {
+  FRAME_OVERHEAD,
+  UwsSession,
+  type CongestionOwner,
+  type Socket,
+  type UserData,
+} from './uws-session.js';
 import { CheckQueue } from './uws-checks.js';
 
 export { assertNativeUws, isNativeUws } from './uws-native.js';
@@ -77,9 +83,6 @@ export interface UwsTransport extends Transport {
 // One 404 catch-all route per app, shared by every transport on it (uWS drops unmatched upgrades silently).
 const appTransports = new WeakMap<TemplatedApp, UwsTransportImpl<never>[]>();
 let transportCount = 0;
-
-// The most a WebSocket frame header adds to a payload (server frames are unmasked): 2 + 8 bytes.
-const FRAME_OVERHEAD = 10;
 
 class UwsTransportImpl<TData> implements UwsTransport, CongestionOwner<TData> {
   readonly name = 'uws';
@@ -224,6 +227,10 @@ class UwsTransportImpl<TData> implements UwsTransport, CongestionOwner<TData> {
     if (buffered > this.#limit) session.congest();
     else this.schedule(session, buffered);
   };
+
+  sentDirectly(bytes: number): void {
+    this.#published += bytes;
+  }
 
   schedule(session: UwsSession<TData>, buffered: number): void {
     const at = this.#published + Math.max(0, this.#limit - buffered);
