@@ -21,9 +21,9 @@ import { connect as natsConnect, type NatsConnection } from '@nats-io/transport-
 import { Redis } from 'ioredis';
 import { WebSocket } from 'ws';
 import { SessionRegistry } from '../src/index.js';
-import type { Broker } from '../src/brokers/broker.js';
-import { natsBroker } from '../src/brokers/nats.js';
-import { redisBroker } from '../src/brokers/redis.js';
+import type { Broker } from '../src/index.js';
+import { natsBroker } from '../brokers/nats.js';
+import { redisBroker } from '../brokers/redis.js';
 import { wsTransport } from '../transports/ws.js';
 
 const args = new Map<string, number>();

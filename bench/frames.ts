@@ -5,8 +5,11 @@
  * check).
  */
 
-/** Bytes of a data frame's payload the client needs: Socket.IO `42["m","` (8) + the 32-byte stamp. */
-export const PREFIX = 48;
+/**
+ * Bytes of a data frame's payload the client needs: the stamp (32 bytes) after Socket.IO's `42["m","` (8) or a
+ * stream channel's header (`\x1e[1,"m","bench","<epoch>",<offset>]\n`, under 64).
+ */
+export const PREFIX = 112;
 
 export const OP_TEXT = 1;
 export const OP_BINARY = 2;
@@ -113,7 +116,7 @@ export function readDigits(buf: Buffer, at: number, count: number): number {
 
 /** Where the stamp's `#` is in a data frame's payload, or -1. */
 export function findStamp(buf: Buffer, start: number, available: number): number {
-  const end = start + Math.min(available, 16);
+  const end = start + Math.min(available, 80);
   for (let k = start; k < end; k++) if (buf[k] === 0x23) return k;
   return -1;
 }

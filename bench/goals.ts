@@ -31,6 +31,16 @@ const RATIO_GOALS: RatioGoal[] = [
   { subject: 'ws', control: 'socketio', shape: 'turn10', min: 2 },
   { subject: 'uws', control: 'socketio', shape: 'turn1', min: 2 },
   { subject: 'uws', control: 'socketio', shape: 'turn10', min: 2 },
+  // Issue 9: a stream channel (envelope + history write) costs at most 10% of a raw channel's deliveries/s.
+  { subject: 'ws-stream', control: 'ws', shape: 'turn1', min: 0.9 },
+  { subject: 'ws-stream', control: 'ws', shape: 'turn10', min: 0.9 },
+  { subject: 'uws-stream', control: 'uws', shape: 'turn1', min: 0.9 },
+  { subject: 'uws-stream', control: 'uws', shape: 'turn10', min: 0.9 },
+  // Issue 10: binding the Prometheus metrics costs a publish at most a few percent.
+  { subject: 'ws-metrics', control: 'ws', shape: 'turn1', min: 0.97 },
+  { subject: 'ws-metrics', control: 'ws', shape: 'turn10', min: 0.97 },
+  { subject: 'uws-metrics', control: 'uws', shape: 'turn1', min: 0.97 },
+  { subject: 'uws-metrics', control: 'uws', shape: 'turn10', min: 0.97 },
 ];
 
 function atLeast(value: number, min: number): Pick<Verdict, 'status' | 'by'> {

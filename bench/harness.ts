@@ -263,7 +263,13 @@ export interface Measured {
   publishLagMs: number;
   valid: boolean;
   problems: string[];
-  fanoutStats?: { delivered: number; dropped: number; closedForBackpressure: number };
+  fanoutStats?: {
+    delivered: number;
+    dropped: number;
+    closedForBackpressure: number;
+    held: number;
+    conflated: number;
+  };
   stalledReceived: number;
 }
 
@@ -351,13 +357,24 @@ export async function fixedRate(
   size: number,
   stalled: readonly number[] = [],
   timeoutMs?: number,
+  keys?: number,
+  steady = false,
 ): Promise<RateMeasured> {
   const messages = Math.max(1, Math.round(rate * seconds));
   const r = await clients.run(
     server,
     messages,
     stalled,
-    (id, firstSeq) => ({ op: 'rate', id, firstSeq, rate, seconds, size }),
+    (id, firstSeq) => ({
+      op: 'rate',
+      id,
+      firstSeq,
+      rate,
+      seconds,
+      size,
+      ...(keys ? { keys } : {}),
+      ...(steady ? { steady } : {}),
+    }),
     timeoutMs ?? runTimeout((clients.n - stalled.length) * messages, seconds),
   );
   const m = judge(clients.n, clients.n - stalled.length, messages, size, r);

@@ -3,7 +3,9 @@
  * bookkeeping costs per subscribe, per publish and per recipient. Run with benchmark.js.
  */
 import Benchmark from 'benchmark';
-import { SessionRegistry } from '../src/registry.js';
+import { Registry } from 'prom-client';
+import { bindPrometheus } from '../metrics/prometheus.js';
+import { attachTransport, SessionRegistry } from '../src/registry.js';
 import { BaseSession, type SendResult } from '../src/session.js';
 import { fanoutLoop, type Transport, type TransportHost } from '../src/transport.js';
 import type { Message } from '../src/message.js';
@@ -33,10 +35,12 @@ const memoryTransport: Transport = {
   close: async () => {},
 };
 
-function setup(): { registry: SessionRegistry; host: TransportHost<undefined> } {
+function setup(metrics = false): { registry: SessionRegistry; host: TransportHost<undefined> } {
   const registry = new SessionRegistry();
   registry.on('error', () => {});
-  return { registry, host: registry.attach(memoryTransport) as TransportHost<undefined> };
+  const host = attachTransport(registry, memoryTransport) as TransportHost<undefined>;
+  if (metrics) bindPrometheus(registry, { register: new Registry() });
+  return { registry, host };
 }
 
 function open(host: TransportHost<undefined>, channels: string[]): MemorySession {
@@ -72,7 +76,17 @@ export function runMicro(maxTime: number, progress: (name: string) => void): Pro
   for (let i = 0; i < 10_000; i++) open(churn.host, ['busy']);
   const mover = open(churn.host, ['home']);
   const payload = JSON.stringify({ type: 'alarm', zone: 3, level: 'high', at: 1_700_000_000_000 });
+  // What binding the Prometheus metrics costs a publish (a fixed cost per publish: it shows on small channels).
+  const small = [false, true].map((metrics) => {
+    const s = setup(metrics);
+    for (let i = 0; i < 100; i++) open(s.host, i === 0 ? ['one', 'hundred'] : ['hundred']);
+    return s.registry;
+  }) as [SessionRegistry, SessionRegistry];
   const recipients: Record<string, number> = {
+    'publish to 1 session': 1,
+    'publish to 1 session, metrics bound': 1,
+    'publish to 100 sessions': 100,
+    'publish to 100 sessions, metrics bound': 100,
     'publish to 100k sessions (one channel)': 100_000,
     'publish to 100k sessions except one': 99_999,
     'publish to 2 channels of 50k (union, 100k sessions)': 100_000,
@@ -80,6 +94,10 @@ export function runMicro(maxTime: number, progress: (name: string) => void): Pro
 
   const suite = new Benchmark.Suite('registry');
   suite
+    .add('publish to 1 session', () => small[0].publish('one', payload), { maxTime })
+    .add('publish to 1 session, metrics bound', () => small[1].publish('one', payload), { maxTime })
+    .add('publish to 100 sessions', () => small[0].publish('hundred', payload), { maxTime })
+    .add('publish to 100 sessions, metrics bound', () => small[1].publish('hundred', payload), { maxTime })
     .add(
       'subscribe + unsubscribe (channel of 10k)',
       () => {

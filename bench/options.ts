@@ -1,8 +1,8 @@
 /** The bench's command line: every knob has a default, a quick run needs none. */
 import os from 'node:os';
-import { SHAPES, TARGETS, type Shape, type Target } from './protocol.js';
+import { DEFAULT_TARGETS, SHAPES, TARGETS, type Shape, type Target } from './protocol.js';
 
-export const SCENARIOS = ['burst', 'latency', 'memory', 'capacity', 'isolation', 'micro'] as const;
+export const SCENARIOS = ['burst', 'latency', 'memory', 'capacity', 'steady', 'isolation', 'micro'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export interface BenchOptions {
@@ -25,12 +25,16 @@ export interface BenchOptions {
   capacitySize: number;
   p99: number;
   capacitySeconds: number;
+  /** Steady-rate capacity search (one publish per turn): sessions. */
+  steadySessions: number;
   /** Slow-consumer isolation. */
   isolationSessions: number;
   isolationSize: number;
   isolationRate: number;
   isolationSeconds: number;
   stalled: number;
+  /** Keys of the conflation case of the slow-consumer scenario. */
+  keys: number;
   limit: number;
   /** Load-generator threads in all. */
   workers: number;
@@ -43,7 +47,7 @@ export interface BenchOptions {
 export const HELP = `npm run bench -- [options]        (or: npx tsx bench/run.ts [options])
 
   --full                   every scenario, both sizes, more sessions (several minutes)
-  --targets LIST           ${TARGETS.join(',')}   (default: all)
+  --targets LIST           ${TARGETS.join(',')}   (default: ${DEFAULT_TARGETS.join(',')})
   --sessions LIST          sessions per burst (default 1000,10000; at most ~19,500: 20,000 fds per process)
   --sizes LIST             payload bytes (default 1024; --full: 64,1024)
   --shapes LIST            ${SHAPES.join(',')} (default both)
@@ -57,11 +61,14 @@ export const HELP = `npm run bench -- [options]        (or: npx tsx bench/run.ts
   --capacity-sessions N    capacity search sessions (default 1000)
   --capacity-size B        capacity search payload (default 1024)
   --p99 MS                 capacity search p99 target (default 100)
+  --steady-sessions N      steady scenario: the capacity search with one publish per event-loop turn
+                           (a timer tick each), at N sessions (default 10000)
   --isolation-sessions N   slow-consumer scenario sessions (default 1000)
   --isolation-size B       its payload (default 16384), --isolation-rate R (default 50/s),
   --isolation-seconds S    (default 8): a stalled socket first fills ~4 MB of kernel buffers
   --stalled F              share of stalled sessions (default 0.05)
   --limit BYTES            backpressure limit in the slow-consumer scenario (default 262144)
+  --keys K                 its conflation case publishes with key: K keys in rotation (default 16)
   --workers W              load-generator threads in all (default: CPU count)
   --out DIR                where results go (default bench/results)
   --baseline FILE          a previous run's .json: prints before -> after for every burst cell both ran
@@ -105,7 +112,7 @@ function num(value: string | undefined, name: string, min: number, max: number):
 export function parseOptions(argv: readonly string[], maxSessions: number): BenchOptions | null {
   const full = argv.includes('--full');
   const o: BenchOptions = {
-    targets: [...TARGETS],
+    targets: [...DEFAULT_TARGETS],
     sessions: full ? [1000, 5000, 10000, Math.min(19_000, maxSessions)] : [1000, 10000],
     sizes: full ? [64, 1024] : [1024],
     shapes: [...SHAPES],
@@ -120,11 +127,13 @@ export function parseOptions(argv: readonly string[], maxSessions: number): Benc
     capacitySize: 1024,
     p99: 100,
     capacitySeconds: 2,
+    steadySessions: Math.min(10_000, maxSessions),
     isolationSessions: 1000,
     isolationSize: 16 * 1024,
     isolationRate: 50,
     isolationSeconds: 8,
     stalled: 0.05,
+    keys: 16,
     limit: 256 * 1024,
     workers: Math.max(1, os.availableParallelism()),
     out: 'bench/results',
@@ -186,6 +195,9 @@ export function parseOptions(argv: readonly string[], maxSessions: number): Benc
       case '--capacity-size':
         o.capacitySize = int(value(), 'capacity-size', 64, 1024 * 1024);
         break;
+      case '--steady-sessions':
+        o.steadySessions = int(value(), 'steady-sessions', 1, maxSessions);
+        break;
       case '--p99':
         o.p99 = num(value(), 'p99', 1, 60_000);
         break;
@@ -203,6 +215,9 @@ export function parseOptions(argv: readonly string[], maxSessions: number): Benc
         break;
       case '--stalled':
         o.stalled = num(value(), 'stalled', 0.001, 0.5);
+        break;
+      case '--keys':
+        o.keys = int(value(), 'keys', 1, 100_000);
         break;
       case '--limit':
         o.limit = int(value(), 'limit', 1024, 1024 ** 3);

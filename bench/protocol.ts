@@ -9,11 +9,34 @@
  */
 
 /** Every target a server process can run: fanout's transports and the controls. */
-export const TARGETS = ['ws', 'uws', 'ws-naive', 'uws-raw', 'socketio'] as const;
+export const TARGETS = [
+  'ws',
+  'uws',
+  'ws-naive',
+  'uws-raw',
+  'socketio',
+  'ws-stream',
+  'uws-stream',
+  'ws-metrics',
+  'uws-metrics',
+  'ws-window0',
+  'ws-window20',
+  'uws-window0',
+  'uws-raw-held',
+] as const;
 export type Target = (typeof TARGETS)[number];
+/**
+ * What runs without `--targets`. The stream targets (the same transports with the channel declared a stream:
+ * positions, envelope, in-memory history) are asked for by name, e.g. `--targets ws,ws-stream,uws,uws-stream`;
+ * so are the metrics targets (the same transports with the Prometheus metrics bound): `--targets ws,ws-metrics`.
+ */
+export const DEFAULT_TARGETS: readonly Target[] = ['ws', 'uws', 'ws-naive', 'uws-raw', 'socketio'];
 
-/** fanout's own transports; the other targets are controls. */
-export const FANOUT_TARGETS: readonly Target[] = ['ws', 'uws'];
+/** The controls: plain libraries (and the held raw uWS experiment) that fanout is measured against. */
+export const CONTROL_TARGETS: readonly Target[] = ['ws-naive', 'uws-raw', 'socketio', 'uws-raw-held'];
+
+/** fanout's own transports: every target that is not a control. */
+export const FANOUT_TARGETS: readonly Target[] = TARGETS.filter((t) => !CONTROL_TARGETS.includes(t));
 
 /** Human label of each target. */
 export const LABELS: Record<Target, string> = {
@@ -22,6 +45,14 @@ export const LABELS: Record<Target, string> = {
   'ws-naive': 'naive ws loop (control)',
   'uws-raw': 'raw uWS app.publish (control)',
   socketio: 'Socket.IO 4 io.to().emit (control)',
+  'ws-stream': 'fanout ws transport, stream channel',
+  'uws-stream': 'fanout uWS transport, stream channel',
+  'ws-metrics': 'fanout ws transport, Prometheus metrics bound',
+  'uws-metrics': 'fanout uWS transport, Prometheus metrics bound',
+  'ws-window0': 'fanout ws transport, coalesceWindow 0 (within a turn only)',
+  'ws-window20': 'fanout ws transport, coalesceWindow 20',
+  'uws-window0': 'fanout uWS transport, coalesceWindow 0 (no holding across turns)',
+  'uws-raw-held': 'raw uWS app.publish held across turns like coalesceWindow 5 (experiment)',
 };
 
 /** The wire protocol a load-generator client speaks to a target. */
@@ -67,7 +98,18 @@ export type ServerCommand =
   | { op: 'mem' }
   | { op: 'cpu' }
   | { op: 'burst'; id: number; firstSeq: number; messages: number; size: number; shape: Shape }
-  | { op: 'rate'; id: number; firstSeq: number; rate: number; seconds: number; size: number }
+  | {
+      op: 'rate';
+      id: number;
+      firstSeq: number;
+      rate: number;
+      seconds: number;
+      size: number;
+      /** Publish with the conflation option `key`, rotating over this many keys (fanout targets). */
+      keys?: number;
+      /** At most one publish per event-loop turn (a timer tick, or the next turn when behind). */
+      steady?: boolean;
+    }
   | { op: 'stop' };
 
 /** server process -> parent */
@@ -88,7 +130,13 @@ export type ServerReply =
       cpuUs: number;
       rss: number;
       /** fanout's registry counters, when the target is a fanout transport. */
-      stats?: { delivered: number; dropped: number; closedForBackpressure: number };
+      stats?: {
+        delivered: number;
+        dropped: number;
+        closedForBackpressure: number;
+        held: number;
+        conflated: number;
+      };
     }
   | { op: 'error'; message: string };
 

@@ -28,6 +28,8 @@ const RATIOS: [Target, Target][] = [
   ['ws', 'socketio'],
   ['uws', 'uws-raw'],
   ['uws', 'socketio'],
+  ['ws-metrics', 'ws'],
+  ['uws-metrics', 'uws'],
 ];
 
 function burstPivot(rows: readonly BurstRow[]): { head: string[]; body: string[][] } {
@@ -112,9 +114,10 @@ export function consoleSummary(r: Results): string {
     lines.push(
       'Capacity (highest publish rate with p99 under target, nothing lost)',
       textTable(
-        ['target', 'sessions', 'size', 'p99 target', 'publishes/s', 'deliveries/s'],
+        ['target', 'publishing', 'sessions', 'size', 'p99 target', 'publishes/s', 'deliveries/s'],
         r.capacity.map((c) => [
           c.target,
+          c.steady === true ? '1 per turn' : 'due per tick',
           int(c.sessions),
           `${c.size} B`,
           `${c.p99Target} ms`,
@@ -149,6 +152,8 @@ function isolationTable(r: Results): [string[], string[][]] {
       'RSS after',
       'dropped',
       'closed (bp)',
+      'held',
+      'conflated',
     ],
     r.isolation.map((i) => [
       i.target,
@@ -162,6 +167,8 @@ function isolationTable(r: Results): [string[], string[][]] {
       bytes(i.m.serverRss),
       i.m.fanoutStats === undefined ? '-' : int(i.m.fanoutStats.dropped),
       i.m.fanoutStats === undefined ? '-' : int(i.m.fanoutStats.closedForBackpressure),
+      i.m.fanoutStats?.held === undefined ? '-' : int(i.m.fanoutStats.held),
+      i.m.fanoutStats?.conflated === undefined ? '-' : int(i.m.fanoutStats.conflated),
     ]),
   ];
 }
@@ -296,7 +303,8 @@ export function markdown(r: Results, chartFile: string | null): string {
     out.push('## Capacity', '');
     for (const c of r.capacity) {
       out.push(
-        `**${LABELS[c.target]}**, ${int(c.sessions)} sessions, ${c.size} B, p99 target ${c.p99Target} ms: ` +
+        `**${LABELS[c.target]}**, ${c.steady === true ? 'steady (1 publish per turn), ' : ''}` +
+          `${int(c.sessions)} sessions, ${c.size} B, p99 target ${c.p99Target} ms: ` +
           (c.rate > 0
             ? `**${c.loadgenLimited ? 'at least ' : ''}${int(c.rate)} publishes/s** (${rate(c.rate * c.sessions)} deliveries/s)` +
               (c.loadgenLimited

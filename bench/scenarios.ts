@@ -70,6 +70,8 @@ export interface CapacityRow {
   sessions: number;
   size: number;
   p99Target: number;
+  /** One publish per event-loop turn (the steady scenario); else every due publish in one timer tick. */
+  steady?: boolean;
   /** Highest rate that passed, publishes/s (0 when none did). */
   rate: number;
   /**
@@ -144,6 +146,7 @@ export async function runSocketScenarios(o: BenchOptions, progress: Progress): P
   if (has('burst') || has('memory')) for (const n of o.sessions) sets.add(n);
   if (has('latency')) sets.add(latencyN);
   if (has('capacity')) sets.add(o.capacitySessions);
+  if (has('steady')) sets.add(o.steadySessions);
   const fmt = (n: number): string => n.toLocaleString('en-US');
   for (const n of [...sets].sort((a, b) => a - b)) {
     const pairs: Pair[] = [];
@@ -212,6 +215,10 @@ export async function runSocketScenarios(o: BenchOptions, progress: Progress): P
         for (const { server, clients } of pairs)
           out.capacity.push(await capacity(server, clients, o, progress));
       }
+      if (has('steady') && n === o.steadySessions) {
+        for (const { server, clients } of pairs)
+          out.capacity.push(await capacity(server, clients, o, progress, true));
+      }
     } finally {
       for (const p of pairs) await p.clients.stop();
       for (const p of pairs) await p.server.stop();
@@ -227,12 +234,14 @@ async function capacity(
   clients: Clients,
   o: BenchOptions,
   progress: Progress,
+  steady = false,
 ): Promise<CapacityRow> {
   const row: CapacityRow = {
     target: server.target,
     sessions: clients.n,
     size: o.capacitySize,
     p99Target: o.p99,
+    ...(steady ? { steady } : {}),
     rate: 0,
     loadgenLimited: false,
     steps: [],
@@ -241,7 +250,8 @@ async function capacity(
   const attempt = async (rate: number): Promise<boolean> => (await step(rate)) || (await step(rate));
   const step = async (rate: number): Promise<boolean> => {
     progress(
-      `${server.target}: capacity, ${clients.n.toLocaleString('en-US')} sessions at ${Math.round(rate)}/s`,
+      `${server.target}: ${steady ? 'steady ' : ''}capacity, ${clients.n.toLocaleString('en-US')} sessions ` +
+        `at ${Math.round(rate)}/s`,
     );
     const m = await fixedRate(
       server,
@@ -251,6 +261,8 @@ async function capacity(
       o.capacitySize,
       [],
       o.capacitySeconds * 1000 + 10_000,
+      undefined,
+      steady,
     );
     const ok = m.valid && m.sustained && m.latency.p99 <= o.p99;
     const problems = [...m.problems];
@@ -291,16 +303,23 @@ async function isolation(o: BenchOptions, out: SocketResults, progress: Progress
   const stalled: number[] = [];
   const every = Math.max(2, Math.round(1 / o.stalled));
   for (let i = every - 1; i < n; i += every) stalled.push(i);
-  const cases: { target: Target; policy: BackpressureSpec['policy'] | 'none' }[] = [];
+  // `conflate`: the drop policy, every publish keyed (o.keys keys in rotation): a stalled session holds at most
+  // one message per key instead of a buffer up to the limit, and the healthy ones must not notice.
+  const cases: { target: Target; policy: BackpressureSpec['policy'] | 'none' | 'conflate' }[] = [];
   for (const target of o.targets) {
-    if (FANOUT_TARGETS.includes(target) || target === 'uws-raw') {
+    if (FANOUT_TARGETS.includes(target)) {
+      cases.push({ target, policy: 'drop' }, { target, policy: 'close' }, { target, policy: 'conflate' });
+    } else if (target === 'uws-raw') {
       cases.push({ target, policy: 'drop' }, { target, policy: 'close' });
     } else if (target === 'ws-naive') cases.push({ target, policy: 'none' });
   }
   for (const c of cases) {
     if (out.skipped.some((s) => s.target === c.target)) continue;
     progress(`${c.target}: slow consumers (${stalled.length} of ${n} stalled), policy ${c.policy}`);
-    const bp: BackpressureSpec = { limit: o.limit, policy: c.policy === 'none' ? 'drop' : c.policy };
+    const bp: BackpressureSpec = {
+      limit: o.limit,
+      policy: c.policy === 'none' || c.policy === 'conflate' ? 'drop' : c.policy,
+    };
     const server = await startServer(c.target, bp, out.skipped);
     if (server === null) continue;
     try {
@@ -315,10 +334,12 @@ async function isolation(o: BenchOptions, out: SocketResults, progress: Progress
           o.isolationSeconds,
           o.isolationSize,
           stalled,
+          undefined,
+          c.policy === 'conflate' ? o.keys : undefined,
         );
         out.isolation.push({
           target: c.target,
-          policy: c.policy,
+          policy: c.policy === 'conflate' ? `drop, key (${o.keys} keys)` : c.policy,
           sessions: n,
           stalled: stalled.length,
           m,

@@ -60,6 +60,8 @@ function published(
             delivered: stats.delivered,
             dropped: stats.dropped,
             closedForBackpressure: stats.closedForBackpressure,
+            held: stats.held,
+            conflated: stats.conflated,
           },
         }),
   });
@@ -126,16 +128,24 @@ async function handle(cmd: ServerCommand): Promise<void> {
       let lagNs = 0n;
       let lastNs = startNs;
       // Publishes every message that is due, then sleeps until the next one: at high rates several go out per
-      // timer turn, as a real event source would batch them.
+      // timer turn, as a real event source would batch them. Steady: one per turn, the next one (when it is due
+      // already) in the next turn, as from a timer per message or one broker message per socket read.
       await new Promise<void>((resolve) => {
         const tick = (): void => {
           const now = process.hrtime.bigint();
+          let sent = 0;
           while (k < total) {
             const due = startNs + BigInt(Math.round(k * periodNs));
             if (due > now) break;
+            // Steady: one publish per turn, as from a timer or a broker message; a late one waits a turn.
+            if (cmd.steady === true && sent > 0) break;
+            sent++;
             lastNs = process.hrtime.bigint();
             lagNs = lastNs - due;
-            t.publish(makePayload(cmd.firstSeq + k, cmd.size, lastNs));
+            const seq = cmd.firstSeq + k;
+            const payload = makePayload(seq, cmd.size, lastNs);
+            if (cmd.keys === undefined) t.publish(payload);
+            else t.publish(payload, `k${seq % cmd.keys}`);
             k++;
           }
           if (k >= total) return resolve();

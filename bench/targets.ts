@@ -15,11 +15,18 @@ export interface RunningTarget {
   client: ClientKind;
   /** True when the target runs on the native uWebSockets.js binary. */
   native?: boolean;
-  publish(text: string): void;
+  /** `key`: the conflation key (fanout targets; the controls ignore it). */
+  publish(text: string, key?: string): void;
   /** Sessions currently in the channel. */
   count(): number;
   /** fanout's registry counters (fanout targets only). */
-  stats?(): { delivered: number; dropped: number; closedForBackpressure: number };
+  stats?(): {
+    delivered: number;
+    dropped: number;
+    closedForBackpressure: number;
+    held: number;
+    conflated: number;
+  };
   close(): Promise<void>;
 }
 
@@ -123,27 +130,95 @@ function listenUws(uws: UwsModule, app: UwsApp): Promise<{ port: number; socket:
   });
 }
 
-async function fanoutRegistry(backpressure: BackpressureSpec) {
+async function fanoutRegistry(backpressure: BackpressureSpec, stream = false, metrics = false) {
   const { SessionRegistry } = await import('../src/index.js');
-  const registry = new SessionRegistry({ backpressure, closeTimeout: 500 });
+  // A stream target: the same channel as a stream (positions, the envelope, the default in-memory history).
+  const streams = stream ? { streams: { channels: CHANNEL } } : {};
+  const registry = new SessionRegistry({ backpressure, closeTimeout: 500, ...streams });
   registry.on('error', () => {}); // counted in stats(); a bench run must not print per-session noise
+  // The metrics targets, or FANOUT_BENCH_METRICS=1 for every fanout target, bind the Prometheus metrics: what
+  // they cost on the hot path.
+  if (metrics || process.env['FANOUT_BENCH_METRICS'] === '1') {
+    const [{ bindPrometheus }, { Registry }] = await Promise.all([
+      import('../metrics/prometheus.js'),
+      import('prom-client'),
+    ]);
+    bindPrometheus(registry, { register: new Registry() });
+  }
   return registry;
+}
+
+/**
+ * What holding across turns could give on uWS, measured on raw `app.publish` (the experiment target
+ * `uws-raw-held`): the rule of the ws transport's `coalesceWindow` at 5 ms, for one channel. A publish within
+ * 5 ms of the last write waits for a 5 ms timer, and the timer publishes everything held in one turn, where uWS
+ * queues up to 32 messages per socket into one write. uWS writes after the turn, so the write is stamped in the
+ * next turn (setImmediate).
+ */
+function heldPublish(app: UwsApp): (text: string) => void {
+  const WINDOW = 5;
+  let held: string[] = [];
+  let timer: NodeJS.Timeout | null = null;
+  let wroteAt = -Infinity;
+  let stamping = false;
+  const stamp = (): void => {
+    stamping = false;
+    wroteAt = performance.now();
+  };
+  const wrote = (): void => {
+    if (!stamping) {
+      stamping = true;
+      setImmediate(stamp);
+    }
+  };
+  const flush = (): void => {
+    timer = null;
+    const list = held;
+    held = [];
+    for (const text of list) app.publish(CHANNEL, text, false);
+    wrote();
+  };
+  return (text) => {
+    if (timer !== null) held.push(text);
+    // Same turn as a write not stamped yet: uWS batches it with that one anyway.
+    else if (stamping) app.publish(CHANNEL, text, false);
+    else if (performance.now() - wroteAt < WINDOW) {
+      held.push(text);
+      timer = setTimeout(flush, WINDOW);
+    } else {
+      app.publish(CHANNEL, text, false);
+      wrote();
+    }
+  };
 }
 
 /** Starts `target` on 127.0.0.1:0. */
 export async function startTarget(target: Target, backpressure: BackpressureSpec): Promise<RunningTarget> {
   switch (target) {
-    case 'ws': {
+    case 'ws':
+    case 'ws-window0':
+    case 'ws-window20':
+    case 'ws-stream':
+    case 'ws-metrics': {
       const { wsTransport } = await loadWsTransport();
-      const registry = await fanoutRegistry(backpressure);
+      const registry = await fanoutRegistry(backpressure, target === 'ws-stream', target === 'ws-metrics');
       const server = http.createServer();
-      wsTransport(registry, { server, path: '/:channel', heartbeat: false });
+      // ws-window0: coalescing within one turn only, as before the coalesceWindow option; ws-window20: a
+      // longer window than the default.
+      const window =
+        target === 'ws-window0'
+          ? { coalesceWindow: 0 }
+          : target === 'ws-window20'
+            ? { coalesceWindow: 20 }
+            : {};
+      wsTransport(registry, { server, path: '/:channel', heartbeat: false, ...window });
       const port = await listenHttp(server);
       return {
         port,
         path: `/${CHANNEL}`,
         client: 'ws',
-        publish: (text) => registry.publish(CHANNEL, text),
+        publish: (text, key) =>
+          key === undefined ? registry.publish(CHANNEL, text) : registry.publish(CHANNEL, text, { key }),
         count: () => registry.count(CHANNEL),
         stats: () => registry.stats(),
         close: async () => {
@@ -172,19 +247,25 @@ export async function startTarget(target: Target, backpressure: BackpressureSpec
         },
       };
     }
-    case 'uws': {
+    case 'uws':
+    case 'uws-window0':
+    case 'uws-stream':
+    case 'uws-metrics': {
       const uws = await loadNativeUws();
       const { uwsTransport } = await loadUwsTransport();
-      const registry = await fanoutRegistry(backpressure);
+      const registry = await fanoutRegistry(backpressure, target === 'uws-stream', target === 'uws-metrics');
       const app = uws.App();
-      uwsTransport(registry, { app, path: '/:channel', heartbeat: false });
+      // uws-window0: the registry never holds this transport's channels across turns.
+      const window = target === 'uws-window0' ? { coalesceWindow: 0 } : {};
+      uwsTransport(registry, { app, path: '/:channel', heartbeat: false, ...window });
       const { port, socket } = await listenUws(uws, app);
       return {
         port,
         path: `/${CHANNEL}`,
         client: 'ws',
         native: true,
-        publish: (text) => registry.publish(CHANNEL, text),
+        publish: (text, key) =>
+          key === undefined ? registry.publish(CHANNEL, text) : registry.publish(CHANNEL, text, { key }),
         count: () => registry.count(CHANNEL),
         stats: () => registry.stats(),
         close: async () => {
@@ -193,7 +274,8 @@ export async function startTarget(target: Target, backpressure: BackpressureSpec
         },
       };
     }
-    case 'uws-raw': {
+    case 'uws-raw':
+    case 'uws-raw-held': {
       const uws = await loadNativeUws();
       const app = uws.App();
       app.ws('/*', {
@@ -212,7 +294,7 @@ export async function startTarget(target: Target, backpressure: BackpressureSpec
         path: `/${CHANNEL}`,
         client: 'ws',
         native: true,
-        publish: (text) => void app.publish(CHANNEL, text, false),
+        publish: target === 'uws-raw' ? (text) => void app.publish(CHANNEL, text, false) : heldPublish(app),
         count: () => app.numSubscribers(CHANNEL),
         close: async () => {
           uws.us_listen_socket_close(socket);

@@ -10,13 +10,29 @@ export class Message {
   readonly data: string | Buffer;
   /** True for a binary frame, false for a text frame. */
   readonly binary: boolean;
+  /**
+   * The conflation key (`publish` option `key`): for a session that is behind, this message replaces the held
+   * one with the same key. Undefined for a plain message.
+   */
+  readonly key: string | undefined;
+  /** `publish` option `volatile`: skipped, not queued, for a session that is behind. */
+  readonly volatile: boolean;
   #bytes: Buffer | undefined;
   #prepared: Map<symbol, unknown> | undefined;
 
-  constructor(data: string | Buffer, binary: boolean) {
+  constructor(data: string | Buffer, binary: boolean, key?: string, volatile = false) {
     this.data = data;
     this.binary = binary;
+    this.key = key;
+    this.volatile = volatile;
     if (typeof data !== 'string') this.#bytes = data;
+  }
+
+  /** The same payload with other delivery options (a new Message: a Message is never changed once made). */
+  with(key: string | undefined, volatile: boolean): Message {
+    const copy = new Message(this.data, this.binary, key, volatile);
+    copy.#bytes = this.#bytes;
+    return copy;
   }
 
   /** The payload bytes (UTF-8 for text), computed on first use and kept. */
@@ -31,14 +47,44 @@ export class Message {
 
   /** A transport-specific prepared form, built on first request and cached on this message. */
   prepared<T>(key: symbol, make: (message: Message) => T): T {
-    const cache = (this.#prepared ??= new Map());
-    let value = cache.get(key) as T | undefined;
-    if (value === undefined) {
-      value = make(this);
-      cache.set(key, value);
-    }
-    return value;
+    return preparedIn((this.#prepared ??= new Map()), key, make, this);
   }
+}
+
+/**
+ * Several messages for one session at once, in order: what the registry held for a busy channel and fans out
+ * as one batch (`Transport.fanoutMany`). A transport may join their prepared wire forms once per batch.
+ */
+export class MessageBatch {
+  readonly messages: readonly Message[];
+  /**
+   * An upper bound of the bytes the batch adds to a session's buffer: the payloads plus the largest WebSocket
+   * frame header a server writes (10 bytes) for each.
+   */
+  readonly wireBound: number;
+  #prepared: Map<symbol, unknown> | undefined;
+
+  constructor(messages: readonly Message[]) {
+    this.messages = messages;
+    let bytes = 0;
+    for (const message of messages) bytes += message.byteLength + 10;
+    this.wireBound = bytes;
+  }
+
+  /** A transport-specific prepared form of the whole batch, built on first request and cached. */
+  prepared<T>(key: symbol, make: (batch: MessageBatch) => T): T {
+    return preparedIn((this.#prepared ??= new Map()), key, make, this);
+  }
+}
+
+/** What `make(of)` builds for `key`, built on first request and kept in `cache` (no allocation once built). */
+function preparedIn<A, T>(cache: Map<symbol, unknown>, key: symbol, make: (of: A) => T, of: A): T {
+  let value = cache.get(key) as T | undefined;
+  if (value === undefined) {
+    value = make(of);
+    cache.set(key, value);
+  }
+  return value;
 }
 
 /**

@@ -1,6 +1,26 @@
 import { randomUUID } from 'node:crypto';
-import type { Broker } from './brokers/broker.js';
+import type { Broker } from './broker.js';
 import type { Authenticate, ChannelResolver } from './upgrade.js';
+import {
+  assertCloseCode,
+  assertFunction,
+  assertInteger,
+  assertKnownKeys,
+  assertObject,
+  describe,
+} from './assert.js';
+import { resolveDoorOptions, type OriginPolicy, type ResolvedDoorOptions } from './door.js';
+
+export {
+  assertCloseCode,
+  assertFunction,
+  assertInteger,
+  assertKnownKeys,
+  assertObject,
+  describe,
+} from './assert.js';
+import { DEFAULT_INBOUND_LIMIT, type InboundLimitOptions } from './inbound.js';
+import { resolveStreamOptions, type ResolvedStreamOptions, type StreamOptions } from './streams/options.js';
 
 /** What happens when a session's buffered bytes pass `limit`. */
 export interface BackpressureOptions {
@@ -14,6 +34,18 @@ export interface BackpressureOptions {
   policy: 'drop' | 'close';
   /** Close code for the `close` policy. Default 1013 (Try Again Later). */
   closeCode: number;
+  /**
+   * Buffered bytes above which a session is *behind* (at most `limit`): a `volatile` message is skipped for it
+   * and a keyed message is held, replacing the held one with the same key, until it catches up. Default: half
+   * of `limit`.
+   */
+  softLimit: number;
+  /**
+   * The most keyed messages held for one session that is behind (its memory is bounded by this many message
+   * references); a message with a new key past it is sent as if it had no key. 0 turns conflation off.
+   * Default 1024.
+   */
+  maxKeys: number;
 }
 
 export interface RegistryOptions {
@@ -25,6 +57,8 @@ export interface RegistryOptions {
   broker?: Broker;
   /** This node's id for the broker's echo suppression. Default: a random UUID. */
   nodeId?: string;
+  /** Stream channels: positions, history and recovery (docs/streams.md). Default: none, every channel raw. */
+  streams?: StreamOptions;
 }
 
 export interface ResolvedRegistryOptions {
@@ -32,6 +66,7 @@ export interface ResolvedRegistryOptions {
   readonly closeTimeout: number;
   readonly broker: Broker | undefined;
   readonly nodeId: string;
+  readonly streams: ResolvedStreamOptions | undefined;
 }
 
 export interface HeartbeatOptions {
@@ -55,12 +90,38 @@ export interface TransportOptions<TData> {
   maxPayload?: number;
   /** Overrides the registry's backpressure for this transport's sessions. */
   backpressure?: Partial<BackpressureOptions>;
+  /**
+   * Browser origins allowed besides the server's own (docs/security.md). An upgrade that carries `Origin` is
+   * accepted when it is the same host and port as the request's `Host`, or allowed here; any other gets 403.
+   * Requests without `Origin` (servers, native apps) are not affected. Exact origins, wildcard subdomains
+   * (`'https://*.example.com'`), `'*'` for any, or a function. Default: none (same origin only).
+   */
+  origins?: OriginPolicy;
+  /** Most sessions (and handshakes in progress) this transport holds; past it, 503. Default: no limit. */
+  maxSessions?: number;
+  /** Most sessions (and handshakes in progress) per client address; past it, 429. Default: no limit. */
+  maxSessionsPerAddress?: number;
+  /**
+   * Takes the client's address from this header (its last entry) instead of the socket: set it only behind a
+   * proxy you run that always sets it, e.g. `'x-forwarded-for'`. It becomes `session.remoteAddress`.
+   */
+  addressHeader?: string;
+  /** Longest time `authenticate` may take, in ms; past it the upgrade gets 503 and an `error`. Default 10000. */
+  handshakeTimeout?: number;
+  /**
+   * How much one session may send (a token bucket for messages and one for bytes); past it the session is
+   * closed with 1008 and counted in `stats().inboundLimited`. `false` turns it off. Default
+   * `DEFAULT_INBOUND_LIMIT` (100 messages/s with bursts of 200, 1 MiB/s with bursts of 2 MiB).
+   */
+  inboundLimit?: Partial<InboundLimitOptions> | false;
 }
 
 export const DEFAULT_BACKPRESSURE: Readonly<BackpressureOptions> = Object.freeze({
   limit: 1024 * 1024,
   policy: 'close',
   closeCode: 1013,
+  softLimit: 512 * 1024,
+  maxKeys: 1024,
 });
 
 export const DEFAULT_HEARTBEAT: Readonly<HeartbeatOptions> = Object.freeze({
@@ -70,64 +131,23 @@ export const DEFAULT_HEARTBEAT: Readonly<HeartbeatOptions> = Object.freeze({
 
 export const DEFAULT_TRANSPORT = Object.freeze({ path: '/:channel', maxPayload: 64 * 1024 });
 
-/** Throws a TypeError naming the first key of `options` that is not in `known`. */
-export function assertKnownKeys(options: object, known: readonly string[], where: string): void {
-  for (const key of Object.keys(options)) {
-    if (!known.includes(key)) throw new TypeError(`Unknown option "${key}" for ${where}`);
-  }
-}
+/** The `coalesceWindow` default of the transports, in ms. */
+export const DEFAULT_COALESCE_WINDOW = 5;
+/** The largest `coalesceWindow`, in ms: a window is meant to be a few milliseconds. */
+export const MAX_COALESCE_WINDOW = 100;
 
-export function assertObject(value: unknown, name: string): asserts value is Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new TypeError(`The "${name}" option must be an object; got ${describe(value)}`);
+/** A transport's `coalesceWindow` option (ms, 0 to 100; undefined: the default); errors name the option. */
+export function resolveCoalesceWindow(value: unknown): number {
+  const window = value ?? DEFAULT_COALESCE_WINDOW;
+  if (typeof window !== 'number' || Number.isNaN(window)) {
+    throw new TypeError('The "coalesceWindow" option must be a number of milliseconds');
   }
-}
-
-export function assertInteger(
-  value: unknown,
-  name: string,
-  min: number,
-  max = Number.MAX_SAFE_INTEGER,
-): number {
-  if (typeof value !== 'number' || !Number.isInteger(value)) {
-    throw new TypeError(`The "${name}" option must be an integer; got ${describe(value)}`);
+  if (!(window >= 0 && window <= MAX_COALESCE_WINDOW)) {
+    throw new RangeError(
+      `The "coalesceWindow" option must be between 0 and ${MAX_COALESCE_WINDOW} ms; got ${window}`,
+    );
   }
-  if (value < min || value > max) {
-    throw new RangeError(`The "${name}" option must be between ${min} and ${max}; got ${value}`);
-  }
-  return value;
-}
-
-export function assertFunction(value: unknown, name: string): void {
-  if (typeof value !== 'function') {
-    throw new TypeError(`The "${name}" option must be a function; got ${describe(value)}`);
-  }
-}
-
-export function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`;
-  return typeof value === 'object' || typeof value === 'function'
-    ? `a ${typeof value}`
-    : `${typeof value} ${String(value)}`;
-}
-
-/** Validates a close code as ws and browsers accept it: 1000, 1001-1014 but reserved ones, 3000-4999. */
-export function assertCloseCode(code: unknown, reason: unknown): void {
-  if (
-    typeof code !== 'number' ||
-    !Number.isInteger(code) ||
-    !(
-      (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) ||
-      (code >= 3000 && code <= 4999)
-    )
-  ) {
-    throw new RangeError(`The "code" argument must be a valid WebSocket close code; got ${String(code)}`);
-  }
-  if (typeof reason !== 'string') throw new TypeError('The "reason" argument must be a string');
-  if (Buffer.byteLength(reason) > 123)
-    throw new RangeError('The "reason" argument must be at most 123 bytes');
+  return window;
 }
 
 export function resolveBackpressure(
@@ -137,9 +157,19 @@ export function resolveBackpressure(
 ): Readonly<BackpressureOptions> {
   if (value === undefined) return base;
   assertObject(value, name);
-  assertKnownKeys(value, ['limit', 'policy', 'closeCode'], `"${name}"`);
+  assertKnownKeys(value, ['limit', 'policy', 'closeCode', 'softLimit', 'maxKeys'], `"${name}"`);
   const out = { ...base };
-  if (value['limit'] !== undefined) out.limit = assertInteger(value['limit'], `${name}.limit`, 1);
+  if (value['limit'] !== undefined) {
+    out.limit = assertInteger(value['limit'], `${name}.limit`, 1);
+    // A soft limit left unset follows the limit it is given with.
+    if (value['softLimit'] === undefined) out.softLimit = Math.floor(out.limit / 2);
+  }
+  if (value['softLimit'] !== undefined) {
+    out.softLimit = assertInteger(value['softLimit'], `${name}.softLimit`, 0, out.limit);
+  }
+  if (value['maxKeys'] !== undefined) {
+    out.maxKeys = assertInteger(value['maxKeys'], `${name}.maxKeys`, 0, 1_000_000);
+  }
   if (value['policy'] !== undefined) {
     if (value['policy'] !== 'drop' && value['policy'] !== 'close') {
       throw new TypeError(
@@ -165,7 +195,11 @@ export function resolveBackpressure(
 export function resolveRegistryOptions(options: unknown): ResolvedRegistryOptions {
   if (options === undefined) options = {};
   assertObject(options, 'options');
-  assertKnownKeys(options, ['backpressure', 'closeTimeout', 'broker', 'nodeId'], 'SessionRegistry');
+  assertKnownKeys(
+    options,
+    ['backpressure', 'closeTimeout', 'broker', 'nodeId', 'streams'],
+    'SessionRegistry',
+  );
   const closeTimeout =
     options['closeTimeout'] === undefined
       ? 3000
@@ -186,6 +220,7 @@ export function resolveRegistryOptions(options: unknown): ResolvedRegistryOption
     closeTimeout,
     broker: broker as Broker | undefined,
     nodeId: (nodeId as string | undefined) ?? randomUUID(),
+    streams: resolveStreamOptions(options['streams'], broker !== undefined),
   });
 }
 
@@ -196,6 +231,35 @@ export interface ResolvedTransportOptions<TData> {
   readonly heartbeat: Readonly<HeartbeatOptions> | false;
   readonly maxPayload: number;
   readonly backpressure: Readonly<BackpressureOptions>;
+  /** Origins, caps and the handshake bound (the upgrade gate's). */
+  readonly door: ResolvedDoorOptions;
+  readonly inboundLimit: Readonly<InboundLimitOptions> | false;
+}
+
+/**
+ * Validates `inboundLimit`: `false`, or an object of positive integers; `byteBurst` must let a message of
+ * `maxPayload` bytes through (unset, it grows to `maxPayload` when that is larger than the default).
+ */
+export function resolveInboundLimit(
+  value: unknown,
+  maxPayload: number,
+  name = 'inboundLimit',
+): Readonly<InboundLimitOptions> | false {
+  if (value === false) return false;
+  if (value === undefined) value = {};
+  assertObject(value, name);
+  const keys = ['messagesPerSecond', 'messageBurst', 'bytesPerSecond', 'byteBurst'] as const;
+  assertKnownKeys(value, keys, `"${name}"`);
+  const out = { ...DEFAULT_INBOUND_LIMIT, byteBurst: Math.max(DEFAULT_INBOUND_LIMIT.byteBurst, maxPayload) };
+  for (const key of keys) {
+    if (value[key] !== undefined) out[key] = assertInteger(value[key], `${name}.${key}`, 1);
+  }
+  if (out.byteBurst < maxPayload) {
+    throw new RangeError(
+      `The "${name}.byteBurst" option must be at least maxPayload (${maxPayload}); got ${out.byteBurst}`,
+    );
+  }
+  return Object.freeze(out);
 }
 
 /** Validates the options every transport shares; `extra` lists the transport's own keys. */
@@ -205,11 +269,7 @@ export function resolveTransportOptions<TData>(
   where: string,
   extra: readonly string[],
 ): ResolvedTransportOptions<TData> {
-  assertKnownKeys(
-    options,
-    ['path', 'authenticate', 'channels', 'heartbeat', 'maxPayload', 'backpressure', ...extra],
-    where,
-  );
+  assertKnownKeys(options, [...TRANSPORT_KEYS, ...extra], where);
   const path = (options['path'] ?? DEFAULT_TRANSPORT.path) as string | readonly string[];
   if (options['authenticate'] !== undefined) assertFunction(options['authenticate'], 'authenticate');
   if (options['channels'] !== undefined) assertFunction(options['channels'], 'channels');
@@ -241,5 +301,22 @@ export function resolveTransportOptions<TData>(
     heartbeat,
     maxPayload,
     backpressure: resolveBackpressure(options['backpressure'], registryBackpressure),
+    door: resolveDoorOptions(options),
+    inboundLimit: resolveInboundLimit(options['inboundLimit'], maxPayload),
   };
 }
+
+const TRANSPORT_KEYS = [
+  'path',
+  'authenticate',
+  'channels',
+  'heartbeat',
+  'maxPayload',
+  'backpressure',
+  'origins',
+  'maxSessions',
+  'maxSessionsPerAddress',
+  'addressHeader',
+  'handshakeTimeout',
+  'inboundLimit',
+];

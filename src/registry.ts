@@ -3,11 +3,25 @@ import type { RegistryEvents } from './events.js';
 import type { Message, Payload } from './message.js';
 import { encode } from './message.js';
 import type { RegistryOptions, ResolvedRegistryOptions } from './options.js';
-import { assertCloseCode, resolveRegistryOptions } from './options.js';
+import { assertCloseCode, describe, resolveRegistryOptions } from './options.js';
 import type { BaseSession, DropReason, SendResult, Session } from './session.js';
+import { hostOf } from './session.js';
 import type { Transport, TransportHost } from './transport.js';
-import type { BrokerContext } from './brokers/broker.js';
+import { BrokerLink } from './broker-link.js';
+import { ChannelHold } from './channel-hold.js';
+import { CHANNEL, ChannelIndex, NONE } from './channel-index.js';
+import { createHost } from './host.js';
 import { RegistryCounters, type RegistryStats } from './stats.js';
+import { StreamLayer } from './streams/layer.js';
+import { parseSince, type StreamPosition } from './streams/wire.js';
+import type { UpgradeRequest } from './upgrade.js';
+
+/**
+ * Payload bytes the registry holds for busy channels before it fans them out without waiting for the window:
+ * at most this much (and half the soft limit) reaches a session as one burst (the ws transport hands a
+ * session's bytes to its socket at the same size).
+ */
+const HOLD_BYTES = 64 * 1024;
 
 /** Channel name -> payload type, for a typed `publish`. */
 export type ChannelMap = Record<string, unknown>;
@@ -18,12 +32,35 @@ export type SessionRef<TData> = Session<TData> | string;
 export interface PublishOptions<TData = unknown> {
   /** Sessions (or ids) of this node that must not receive the message, e.g. the one that caused it. */
   except?: SessionRef<TData> | Iterable<SessionRef<TData>>;
-  /** Deliver on this node only, not through the broker. Default false. */
+  /** Deliver on this node only, not through the broker. Default false. Not for stream channels. */
   local?: boolean;
+  /**
+   * A conflation key (a sensor id, say). For a session that is behind (buffered bytes past
+   * `backpressure.softLimit`) the message is held instead of queued, replacing the held message with the same
+   * key; when the session catches up it receives the latest message of every key, in order of last update.
+   * Applies on every node: the built-in brokers carry the key. At most 1,024 characters, well-formed (no lone
+   * surrogate). Raw channels only: a stream channel refuses it. Default: none.
+   */
+  key?: string;
+  /**
+   * Skip, do not queue, this message for a session that is behind (cursor positions, typing indicators,
+   * progress ticks): counted in `stats().skipped`, never a drop, never a close. Cannot be combined with `key`.
+   * Applies on every node (the built-in brokers carry it). Raw channels only: a stream channel refuses it.
+   * Default false.
+   */
+  volatile?: boolean;
 }
 
-// Sessions of one channel, grouped by the transport that owns them, so each transport gets only its own.
-type Group = Map<Transport, Set<BaseSession<never>>>;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+let attach: <TData>(registry: SessionRegistry<TData, any>, transport: Transport) => TransportHost<TData>;
+
+export interface SubscribeOptions {
+  /**
+   * For stream channels: the last position the client has, per channel. The session is sent what it missed
+   * (then `rec`), or `unrec` with the reason; without one it is sent the current position (`sub`).
+   */
+  since?: Readonly<Record<string, StreamPosition>>;
+}
 
 /**
  * Knows every session and the channels it is in; `publish` encodes a payload once and hands it to each
@@ -33,27 +70,84 @@ export class SessionRegistry<TData = unknown, TChannels extends object = Channel
   RegistryEvents<TData>
 > {
   readonly options: ResolvedRegistryOptions;
-  readonly #sessions = new Map<string, BaseSession<TData>>();
-  readonly #channels = new Map<string, Group>();
+  readonly #sessions = new Set<BaseSession<TData>>();
+  /**
+   * The sessions whose id was read, by id. Ids are drawn on demand (most are never read), and one that nobody
+   * has read cannot be asked for: indexing only those keeps the 32-character id off every idle session.
+   */
+  readonly #byId = new Map<string, BaseSession<TData>>();
+  readonly #index: ChannelIndex;
+  /** What is published to busy channels, held for their transports' coalesceWindow. */
+  readonly #hold: ChannelHold;
   readonly #transports = new Map<Transport, TransportHost<TData>>();
   readonly #counters = new RegistryCounters();
+  readonly #broker: BrokerLink | null = null;
+  readonly #streams: StreamLayer | null = null;
+  /** Sessions between `host.open` and their `open` event, with the close that arrived meanwhile, if any. */
+  readonly #opening = new Map<BaseSession<TData>, { code: number; reason: string } | null>();
   #closing: Promise<void> | null = null;
   #drained: (() => void) | null = null;
+  /** Observers of each publish's local fan-out time (metrics); null when none, so publish pays one test. */
+  #fanoutObservers: ((seconds: number) => void)[] | null = null;
 
   constructor(options?: RegistryOptions) {
     super();
     this.options = resolveRegistryOptions(options);
+    this.#hold = new ChannelHold(
+      {
+        // Each transport apart: one that throws (it must not) is reported and the others still deliver.
+        fanout: (group, message, channel) => {
+          for (const [transport, set] of group) {
+            try {
+              transport.fanout(message, set, null, channel);
+            } catch (err) {
+              this.#error(err);
+            }
+          }
+        },
+        fanoutMany: (group, messages, channel) => {
+          for (const [transport, set] of group) {
+            try {
+              if (transport.fanoutMany !== undefined) transport.fanoutMany(messages, set, channel);
+              else for (const message of messages) transport.fanout(message, set, null, channel);
+            } catch (err) {
+              this.#error(err);
+            }
+          }
+        },
+        group: (channel) => this.#index.group(channel),
+      },
+      Math.max(1, Math.min(HOLD_BYTES, Math.floor(this.options.backpressure.softLimit / 2))),
+    );
     const broker = this.options.broker;
+    // Only the broker link asks which sessions moved since a publish (its deduplication across channels).
+    this.#index = new ChannelIndex(broker !== undefined);
     if (broker !== undefined) {
-      const context: BrokerContext = {
+      const registry = this;
+      this.#broker = new BrokerLink(broker, {
         nodeId: this.options.nodeId,
-        deliver: (channels, via, message) => this.#deliverRemote(channels, via, message),
+        index: this.#index,
+        hold: this.#hold,
+        counters: this.#counters,
+        get closing() {
+          return registry.#closing !== null;
+        },
         error: (err) => this.#error(err),
-        channels: () => this.#channels.keys(),
-      };
-      Promise.resolve()
-        .then(() => broker.start(context))
-        .catch((err: unknown) => this.#error(err));
+      });
+    }
+    const streams = this.options.streams;
+    if (streams !== undefined) {
+      this.#streams = new StreamLayer(streams, {
+        fanout: (channel, frame, except) => {
+          // A stream channel's local fan-out happens here, when its position is known: timed as a publish's.
+          const observers = this.#fanoutObservers;
+          if (observers === null) return this.#fanoutChannel(channel, frame, except);
+          const started = performance.now();
+          this.#fanoutChannel(channel, frame, except);
+          this.#observed(observers, (performance.now() - started) / 1000);
+        },
+        error: (err, session) => this.#error(err, session as BaseSession<TData> | undefined),
+      });
     }
   }
 
@@ -82,7 +176,7 @@ export class SessionRegistry<TData = unknown, TChannels extends object = Channel
     const single = typeof channels === 'string';
     if (single) assertChannel(channels);
     else assertChannels(channels);
-    const message = encode(payload as Payload | Message);
+    let message = encode(payload as Payload | Message);
     let except: ReadonlySet<BaseSession<never>> | null = null;
     let local = false;
     if (options !== undefined) {
@@ -90,28 +184,103 @@ export class SessionRegistry<TData = unknown, TChannels extends object = Channel
         throw new TypeError('The "options" argument must be an object');
       if (options.except !== undefined) except = this.#exceptSet(options.except);
       local = options.local === true;
+      if (options.key !== undefined || options.volatile !== undefined)
+        message = withDelivery(message, options);
+    }
+    const streams = this.#streams;
+    if (streams !== null) {
+      // Each stream channel is published on its own (its own position); the raw ones together, as usual.
+      const list: readonly string[] = single ? [channels] : channels;
+      let raw: string[] | null = null;
+      for (const channel of list) {
+        if (!streams.isStream(channel)) (raw ??= []).push(channel);
+        else if (except !== null || local || message.key !== undefined || message.volatile) {
+          throw new TypeError(
+            `The "except", "local", "key" and "volatile" options do not apply to the stream channel ` +
+              `${JSON.stringify(channel)}: every session of a stream must see every position`,
+          );
+        }
+      }
+      if (raw === null || raw.length < list.length) {
+        this.#counters.published++;
+        for (const channel of list)
+          if (raw === null || !raw.includes(channel)) streams.publish(channel, message);
+        if (raw !== null) this.#publishRaw(raw, raw.length === 1, message, except, local);
+        return;
+      }
     }
     this.#counters.published++;
-    const broker = this.options.broker;
-    if (broker !== undefined && !local) this.#brokerPublish(single ? [channels] : channels, message);
-    if (single) this.#fanoutChannel(channels, message, except);
+    this.#publishRaw(channels as string | readonly string[], single, message, except, local);
+  }
+
+  #publishRaw(
+    channels: string | readonly string[],
+    single: boolean,
+    message: Message,
+    except: ReadonlySet<BaseSession<never>> | null,
+    local: boolean,
+  ): void {
+    if (typeof channels !== 'string' && single) channels = channels[0] as string;
+    if (this.#broker !== null && !local)
+      this.#broker.publish(typeof channels === 'string' ? [channels] : channels, message);
+    const observers = this.#fanoutObservers;
+    const started = observers === null ? 0 : performance.now();
+    if (typeof channels === 'string') this.#fanoutChannel(channels, message, except);
     else this.#fanoutUnion(channels, message, except);
+    if (observers !== null) this.#observed(observers, (performance.now() - started) / 1000);
+  }
+
+  /**
+   * For metrics adapters: `observer` receives, after every `publish`, how long its local fan-out took, in
+   * seconds (every transport's share, not the broker's; for a stream channel, the fan-out once its position is
+   * known). Returns the function that removes it. Without
+   * observers, `publish` does not read the clock.
+   */
+  observeFanout(observer: (seconds: number) => void): () => void {
+    if (typeof observer !== 'function') throw new TypeError('The "observer" argument must be a function');
+    this.#fanoutObservers = [...(this.#fanoutObservers ?? []), observer];
+    return () => {
+      const rest = (this.#fanoutObservers ?? []).filter((o) => o !== observer);
+      this.#fanoutObservers = rest.length === 0 ? null : rest;
+    };
+  }
+
+  #observed(observers: readonly ((seconds: number) => void)[], seconds: number): void {
+    for (const observer of observers) {
+      try {
+        observer(seconds);
+      } catch (err) {
+        this.#error(err);
+      }
+    }
   }
 
   /** Sends to one session (or session id) under the backpressure policy. Never throws for I/O. */
   send(session: SessionRef<TData>, payload: Payload | Message): SendResult {
     const target = this.#resolve(session);
     if (target === undefined) return 'closed';
+    // After what was published before it (held for a busy channel).
+    this.#hold.release();
     return target.deliver(encode(payload));
   }
 
-  /** Adds a session to one or more channels. */
-  subscribe(session: SessionRef<TData>, channels: string | readonly string[]): void {
+  /** Adds a session to one or more channels (on stream channels, from `options.since` when given). */
+  subscribe(
+    session: SessionRef<TData>,
+    channels: string | readonly string[],
+    options?: SubscribeOptions,
+  ): void {
     const target = this.#resolveOpen(session, 'subscribe');
+    let since: Map<string, StreamPosition | 'invalid'> | null = null;
+    if (options !== undefined) {
+      if (typeof options !== 'object' || options === null)
+        throw new TypeError('The "options" argument must be an object');
+      if (options.since !== undefined) since = sinceMap(options.since);
+    }
     for (const channel of typeof channels === 'string'
       ? [assertChannel(channels)]
       : assertChannels(channels)) {
-      this.#join(target, channel);
+      this.#join(target, channel, since);
     }
   }
 
@@ -130,42 +299,37 @@ export class SessionRegistry<TData = unknown, TChannels extends object = Channel
 
   /** A session by id. */
   get(id: string): Session<TData> | undefined {
-    return this.#sessions.get(id);
+    return this.#byId.get(id);
   }
 
   /** Every session, or the sessions of one channel (a snapshot). */
   sessions(channel?: string): Session<TData>[] {
-    if (channel === undefined) return [...this.#sessions.values()];
-    const group = this.#channels.get(channel);
-    if (group === undefined) return [];
-    const out: Session<TData>[] = [];
-    for (const set of group.values()) for (const s of set) out.push(s as unknown as Session<TData>);
-    return out;
+    if (channel === undefined) return [...this.#sessions];
+    return this.#index.sessions(channel) as unknown as Session<TData>[];
   }
 
   /** The number of sessions, in all or in one channel. */
   count(channel?: string): number {
     if (channel === undefined) return this.#sessions.size;
-    const group = this.#channels.get(channel);
-    if (group === undefined) return 0;
-    let n = 0;
-    for (const set of group.values()) n += set.size;
-    return n;
+    return this.#index.count(channel);
   }
 
   /** The channels that have at least one session. */
   channels(): string[] {
-    return [...this.#channels.keys()];
+    return [...this.#index.keys()];
   }
 
   /** True when `channel` has at least one session. */
   has(channel: string): boolean {
-    return this.#channels.has(channel);
+    return this.#index.has(channel);
   }
 
   /** Counters since construction, and current sizes. */
   stats(): RegistryStats {
-    return this.#counters.snapshot(this.#sessions.size, this.#channels.size);
+    const stats = this.#counters.snapshot(this.#sessions.size, this.#index.size, this.#broker?.backlog());
+    stats.coalescing = this.#hold.queued;
+    if (this.#streams !== null) stats.streams = { ...this.#streams.stats };
+    return stats;
   }
 
   /**
@@ -178,30 +342,56 @@ export class SessionRegistry<TData = unknown, TChannels extends object = Channel
     return (this.#closing ??= this.#close(code, reason));
   }
 
-  /**
-   * Connects a transport. For transport authors: returns the host the transport and its sessions report to.
-   */
-  attach(transport: Transport): TransportHost<TData> {
+  // The transport kit's attachTransport() reaches #attach through this block; users never see it.
+  static {
+    attach = (registry, transport) => registry.#attach(transport);
+  }
+
+  #attach(transport: Transport): TransportHost<TData> {
     if (this.#closing !== null) throw new Error('Cannot attach a transport: the registry is closed');
     const existing = this.#transports.get(transport);
     if (existing !== undefined) return existing;
-    const host = this.#host(transport);
+    const registry = this;
+    const host = createHost<TData>(transport, {
+      options: this.options,
+      counters: this.#counters,
+      get closing() {
+        return registry.#closing !== null;
+      },
+      added: (session, channels, request) => this.#added(session, channels, request),
+      removed: (session, code, reason) => this.#removed(session, code, reason),
+      named: (session) => {
+        if (this.#sessions.has(session)) this.#byId.set(session.id, session);
+      },
+      sessions: (host) => this.#sessionsOf(host),
+      message: (session, data, isBinary) => this.#emit('message', session, session, data, isBinary),
+      dropped: (session, message, reason) => this.#dropped(session, message, reason),
+      release: () => this.#hold.release(),
+      error: (err, session) => this.#error(err, session),
+      rejected: (request, status, reason) => this.#emit('reject', undefined, request, status, reason),
+    });
     this.#transports.set(transport, host);
     return host;
   }
 
+  *#sessionsOf(host: TransportHost<TData>): IterableIterator<BaseSession<TData>> {
+    for (const session of this.#sessions) if (hostOf(session) === host) yield session;
+  }
+
   async #close(code: number, reason: string): Promise<void> {
+    // What was published before close() reaches the sessions before their close frame.
+    this.#hold.release();
     if (this.#sessions.size > 0) {
       const drained = new Promise<void>((resolve) => (this.#drained = resolve));
-      for (const session of [...this.#sessions.values()]) session.close(code, reason);
+      for (const session of [...this.#sessions]) session.close(code, reason);
       const timeout = this.options.closeTimeout;
       // Peers that never answer the closing handshake are terminated; if even that does not produce a
       // close from the transport, the session is removed here so that close() always resolves.
       const terminate = setTimeout(() => {
-        for (const session of [...this.#sessions.values()]) session.terminate();
+        for (const session of [...this.#sessions]) session.terminate();
       }, timeout);
       const force = setTimeout(() => {
-        for (const session of [...this.#sessions.values()]) this.#removed(session, 1006, 'terminated');
+        for (const session of [...this.#sessions]) this.#removed(session, 1006, 'terminated');
       }, timeout + 1000);
       await drained;
       clearTimeout(terminate);
@@ -210,68 +400,51 @@ export class SessionRegistry<TData = unknown, TChannels extends object = Channel
     for (const transport of this.#transports.keys()) {
       await transport.close().catch((err: unknown) => this.#error(err));
     }
-    if (this.options.broker !== undefined) {
-      await this.options.broker.close().catch((err: unknown) => this.#error(err));
-    }
+    if (this.#broker !== null) await this.#broker.close().catch((err: unknown) => this.#error(err));
+    if (this.#streams !== null) await this.#streams.close().catch((err: unknown) => this.#error(err));
   }
 
-  #host(transport: Transport): TransportHost<TData> {
-    const counters = this.#counters;
-    const registry = this;
-    return {
-      transport,
-      options: this.options,
-      get closing() {
-        return registry.#closing !== null;
-      },
-      open: (session, channels) => this.#added(session, channels),
-      closed: (session, code, reason) => this.#removed(session, code, reason),
-      message: (session, data, isBinary) => this.#emit('message', session, session, data, isBinary),
-      delivered(_session, message) {
-        counters.delivered++;
-        counters.bytesDelivered += message.byteLength;
-      },
-      dropped: (session, message, reason) => this.#dropped(session, message, reason),
-      deliveredMany(message, count) {
-        counters.delivered += count;
-        counters.bytesDelivered += count * message.byteLength;
-      },
-      retracted: (session, message, reason) => {
-        counters.delivered--;
-        counters.bytesDelivered -= message.byteLength;
-        this.#dropped(session, message, reason);
-      },
-      backpressureClosed() {
-        counters.closedForBackpressure++;
-      },
-      error: (err, session) => this.#error(err, session),
-      rejected: (request, status, reason) => {
-        counters.rejected++;
-        this.#emit('reject', undefined, request, status, reason);
-      },
-    };
-  }
-
-  #added(session: BaseSession<TData>, channels: readonly string[]): void {
+  #added(session: BaseSession<TData>, channels: readonly string[], request?: UpgradeRequest): void {
     if (this.#closing !== null) {
       session.terminate();
       return;
     }
-    this.#sessions.set(session.id, session);
+    this.#sessions.add(session);
+    // An id read before the session opened (by its transport, say) is indexed now.
+    const id = session._idIfNamed;
+    if (id !== null) this.#byId.set(id, session);
     this.#counters.opened++;
-    for (const channel of channels) this.#join(session, channel);
+    // Listeners of `subscribe` run while the session opens and may close it; a transport may report that
+    // close at once. It is held until `open` was emitted, so `open` always comes first and the session never
+    // stays in a channel it joined after it closed.
+    this.#opening.set(session, null);
+    // The positions a reconnecting client states in its upgrade request (only for the channels it joins).
+    const since = this.#streams !== null && request !== undefined ? parseSince(request.query) : null;
+    for (const channel of channels) {
+      if (this.#opening.get(session) !== null || session._state !== 'open') break;
+      this.#join(session, channel, since);
+    }
     this.#emit('open', session, session);
+    const closed = this.#opening.get(session);
+    this.#opening.delete(session);
+    if (closed != null) this.#removed(session, closed.code, closed.reason);
   }
 
   #removed(session: BaseSession<TData>, code: number, reason: string): void {
-    if (session._state === 'closed' || this.#sessions.get(session.id) !== session) {
+    if (this.#opening.has(session)) {
+      if (this.#opening.get(session) === null) this.#opening.set(session, { code, reason });
+      return;
+    }
+    if (session._state === 'closed' || !this.#sessions.has(session)) {
       session._state = 'closed';
       return;
     }
     // Leave every channel first: from here on no publish can reach the session.
     session._state = 'closed';
     for (const channel of session._channels) this.#leave(session, channel);
-    this.#sessions.delete(session.id);
+    this.#sessions.delete(session);
+    const id = session._idIfNamed;
+    if (id !== null) this.#byId.delete(id);
     this.#emit('close', session, session, code, reason);
     if (this.#drained !== null && this.#sessions.size === 0) {
       this.#drained();
@@ -279,42 +452,39 @@ export class SessionRegistry<TData = unknown, TChannels extends object = Channel
     }
   }
 
-  #join(session: BaseSession<TData>, channel: string): void {
-    if (session._channels.includes(channel)) return;
-    const transport = this.#transportOf(session);
-    let group = this.#channels.get(channel);
-    if (group === undefined) {
-      group = new Map();
-      this.#channels.set(channel, group);
-      this.#brokerInterest(channel, true);
-    }
-    let set = group.get(transport);
-    if (set === undefined) group.set(transport, (set = new Set()));
-    set.add(session as BaseSession<never>);
-    // concat allocates exactly one slot more; a spread or push would leave slack in every session.
-    session._channels = session._channels.concat(channel);
+  #join(
+    session: BaseSession<TData>,
+    channel: string,
+    since: ReadonlyMap<string, StreamPosition | 'invalid'> | null = null,
+  ): void {
+    this.#releaseFor(channel);
+    const change = this.#index.join(session as BaseSession<never>, channel);
+    if (change === NONE) return;
+    const stream = this.#streams !== null && this.#streams.isStream(channel);
+    // Stream channels travel through their history engine, never through the broker.
+    if (change === CHANNEL && !stream) this.#broker?.interest(channel, true);
+    const transport = hostOf(session).transport as Transport;
     if (transport.subscribed !== undefined)
       this.#guard(() => transport.subscribed?.(session as BaseSession<never>, channel), session);
+    if (stream) {
+      const streams = this.#streams as StreamLayer;
+      this.#guard(
+        () => streams.joined(session as BaseSession<never>, channel, change === CHANNEL, since?.get(channel)),
+        session,
+      );
+    }
     this.#emit('subscribe', session, session, channel);
   }
 
   #leave(session: BaseSession<TData>, channel: string): void {
-    const index = session._channels.indexOf(channel);
-    if (index === -1) return;
-    const rest = session._channels.slice();
-    rest.splice(index, 1);
-    session._channels = rest;
-    const transport = this.#transportOf(session);
-    const group = this.#channels.get(channel);
-    const set = group?.get(transport);
-    if (group !== undefined && set !== undefined) {
-      set.delete(session as BaseSession<never>);
-      if (set.size === 0) group.delete(transport);
-      if (group.size === 0) {
-        this.#channels.delete(channel);
-        this.#brokerInterest(channel, false);
-      }
-    }
+    this.#releaseFor(channel);
+    const change = this.#index.leave(session as BaseSession<never>, channel);
+    if (change === NONE) return;
+    const stream = this.#streams !== null && this.#streams.isStream(channel);
+    if (stream)
+      (this.#streams as StreamLayer).left(session as BaseSession<never>, channel, change === CHANNEL);
+    else if (change === CHANNEL) this.#broker?.interest(channel, false);
+    const transport = hostOf(session).transport as Transport;
     // A closed socket must not be touched (uWS throws on any access after close).
     if (transport.unsubscribed !== undefined && session._state !== 'closed') {
       this.#guard(() => transport.unsubscribed?.(session as BaseSession<never>, channel), session);
@@ -322,9 +492,18 @@ export class SessionRegistry<TData = unknown, TChannels extends object = Channel
     this.#emit('unsubscribe', session, session, channel);
   }
 
+  /** Before `channel`'s members change: what was published to it is for the members it had. */
+  #releaseFor(channel: string): void {
+    if (this.#hold.queued === 0) return;
+    const group = this.#index.group(channel);
+    if (group !== undefined && this.#hold.holds(group)) this.#hold.release();
+  }
+
   #fanoutChannel(channel: string, message: Message, except: ReadonlySet<BaseSession<never>> | null): void {
-    const group = this.#channels.get(channel);
+    const group = this.#index.group(channel);
     if (group === undefined) return;
+    if (except === null) return this.#hold.publish(group, channel, message);
+    this.#hold.release();
     for (const [transport, set] of group) transport.fanout(message, set, except, channel);
   }
 
@@ -334,69 +513,8 @@ export class SessionRegistry<TData = unknown, TChannels extends object = Channel
     except: ReadonlySet<BaseSession<never>> | null,
   ): void {
     if (channels.length === 1) return this.#fanoutChannel(channels[0] as string, message, except);
-    const union = new Map<Transport, Set<BaseSession<never>>>();
-    for (const channel of channels) {
-      const group = this.#channels.get(channel);
-      if (group === undefined) continue;
-      for (const [transport, set] of group) {
-        let all = union.get(transport);
-        if (all === undefined) union.set(transport, (all = new Set()));
-        for (const s of set) all.add(s);
-      }
-    }
-    for (const [transport, set] of union) transport.fanout(message, set, except, null);
-  }
-
-  /** A publish from another node, carried by the subscription of `via`. */
-  #deliverRemote(channels: readonly string[], via: string, message: Message): void {
-    this.#counters.brokerReceived++;
-    if (this.#closing !== null) return;
-    const group = this.#channels.get(via);
-    if (group === undefined) return;
-    const index = channels.indexOf(via);
-    // A session also in an earlier channel of the same publish gets it through that channel's delivery.
-    const earlier = index > 0 ? channels.slice(0, index) : null;
-    for (const [transport, set] of group) {
-      let except: Set<BaseSession<never>> | null = null;
-      if (earlier !== null) {
-        for (const s of set) {
-          if (earlier.some((c) => s._channels.includes(c))) (except ??= new Set()).add(s);
-        }
-      }
-      transport.fanout(message, set, except, except === null ? via : null);
-    }
-  }
-
-  #brokerPublish(channels: readonly string[], message: Message): void {
-    const broker = this.options.broker;
-    if (broker === undefined) return;
-    const counters = this.#counters;
-    let pending: Promise<void>;
-    try {
-      pending = broker.publish(channels, message);
-    } catch (err) {
-      counters.brokerFailed++;
-      this.#error(err);
-      return;
-    }
-    pending.then(
-      () => void counters.brokerPublished++,
-      (err: unknown) => {
-        counters.brokerFailed++;
-        this.#error(err);
-      },
-    );
-  }
-
-  #brokerInterest(channel: string, subscribe: boolean): void {
-    const broker = this.options.broker;
-    if (broker === undefined) return;
-    try {
-      const p = subscribe ? broker.subscribe(channel) : broker.unsubscribe(channel);
-      p.catch((err: unknown) => this.#error(err));
-    } catch (err) {
-      this.#error(err);
-    }
+    this.#hold.release();
+    for (const [transport, set] of this.#index.union(channels)) transport.fanout(message, set, except, null);
   }
 
   #dropped(session: BaseSession<TData>, message: Message, reason: DropReason): void {
@@ -407,7 +525,7 @@ export class SessionRegistry<TData = unknown, TChannels extends object = Channel
   #exceptSet(except: SessionRef<TData> | Iterable<SessionRef<TData>>): ReadonlySet<BaseSession<never>> {
     const set = new Set<BaseSession<never>>();
     const add = (ref: SessionRef<TData>) => {
-      const s = typeof ref === 'string' ? this.#sessions.get(ref) : this.#sessions.get(ref.id);
+      const s = typeof ref === 'string' ? this.#byId.get(ref) : this.#member(ref);
       if (s !== undefined) set.add(s as BaseSession<never>);
     };
     if (typeof except === 'string' || !(Symbol.iterator in Object(except))) add(except as SessionRef<TData>);
@@ -416,11 +534,17 @@ export class SessionRegistry<TData = unknown, TChannels extends object = Channel
   }
 
   #resolve(ref: SessionRef<TData>): BaseSession<TData> | undefined {
-    if (typeof ref === 'string') return this.#sessions.get(ref);
+    if (typeof ref === 'string') return this.#byId.get(ref);
     if (typeof ref !== 'object' || ref === null || typeof ref.id !== 'string') {
       throw new TypeError('The "session" argument must be a Session or a session id');
     }
-    return this.#sessions.get(ref.id);
+    return this.#member(ref);
+  }
+
+  /** The registered session `ref` is, or stands for by its id. */
+  #member(ref: Session<TData>): BaseSession<TData> | undefined {
+    if (this.#sessions.has(ref as BaseSession<TData>)) return ref as BaseSession<TData>;
+    return this.#byId.get(ref.id);
   }
 
   #resolveOpen(ref: SessionRef<TData>, what: string): BaseSession<TData> {
@@ -428,10 +552,6 @@ export class SessionRegistry<TData = unknown, TChannels extends object = Channel
     if (s === undefined || s._state !== 'open')
       throw new Error(`Cannot ${what}: the session is not open in this registry`);
     return s;
-  }
-
-  #transportOf(session: BaseSession<TData>): Transport {
-    return session.host.transport;
   }
 
   #guard(fn: () => void, session?: BaseSession<TData>): void {
@@ -471,6 +591,44 @@ export class SessionRegistry<TData = unknown, TChannels extends object = Channel
   }
 }
 
+/**
+ * Connects a transport to a registry (the transport kit's first step): returns the host the transport and its
+ * sessions report to. Attaching the same transport again returns the same host.
+ */
+export function attachTransport<TData>(
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  registry: SessionRegistry<TData, any>,
+  transport: Transport,
+): TransportHost<TData> {
+  if (!(registry instanceof SessionRegistry)) {
+    throw new TypeError('The "registry" argument must be a SessionRegistry');
+  }
+  return attach(registry, transport);
+}
+
+/** A conflation key is a short id (a sensor, a row); every broker envelope can carry one this long. */
+const MAX_KEY_LENGTH = 1024;
+/** A key must survive UTF-8 (the broker envelope) unchanged. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** The message with the `key`/`volatile` publish options applied (validated: errors name the option). */
+function withDelivery(message: Message, options: { key?: unknown; volatile?: unknown }): Message {
+  const { key, volatile } = options;
+  if (key !== undefined && (typeof key !== 'string' || key.length === 0 || LONE_SURROGATE.test(key))) {
+    throw new TypeError(`The "key" option must be a non-empty, well-formed string; got ${describe(key)}`);
+  }
+  if (key !== undefined && key.length > MAX_KEY_LENGTH) {
+    throw new RangeError(`The "key" option must be at most ${MAX_KEY_LENGTH} characters; got ${key.length}`);
+  }
+  if (volatile !== undefined && typeof volatile !== 'boolean') {
+    throw new TypeError(`The "volatile" option must be a boolean; got ${describe(volatile)}`);
+  }
+  if (key !== undefined && volatile === true) {
+    throw new TypeError('The "key" and "volatile" options cannot be combined');
+  }
+  return message.with(key, volatile === true);
+}
+
 function assertChannel(channel: unknown): string {
   if (typeof channel !== 'string' || channel.length === 0) {
     throw new TypeError(`The "channel" argument must be a non-empty string; got ${String(channel)}`);
@@ -484,4 +642,23 @@ function assertChannels(channels: unknown): readonly string[] {
   }
   for (const c of channels) assertChannel(c);
   return channels as readonly string[];
+}
+
+function sinceMap(value: unknown): Map<string, StreamPosition | 'invalid'> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new TypeError('The "since" option must be an object: channel -> { epoch, offset }');
+  }
+  const out = new Map<string, StreamPosition | 'invalid'>();
+  for (const [channel, position] of Object.entries(value as Record<string, unknown>)) {
+    const p = position as { epoch?: unknown; offset?: unknown } | null;
+    const valid =
+      typeof p === 'object' &&
+      p !== null &&
+      typeof p.epoch === 'string' &&
+      typeof p.offset === 'number' &&
+      Number.isSafeInteger(p.offset) &&
+      p.offset >= 0;
+    out.set(channel, valid ? { epoch: p.epoch as string, offset: p.offset as number } : 'invalid');
+  }
+  return out;
 }

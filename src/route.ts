@@ -2,6 +2,8 @@
  * Path patterns such as `/alarms/:channel`: literal segments match themselves, `:name` matches one non-empty
  * segment and captures it (URL-decoded). The query string is never part of the match.
  */
+import { Interned } from './interned.js';
+
 export type RouteParams = Record<string, string>;
 export type RouteMatcher = (pathname: string) => RouteParams | null;
 
@@ -46,19 +48,30 @@ export function compileRoute(pattern: string, option = 'path'): RouteMatcher {
   };
 }
 
-/** Matches a pathname against several patterns; the first that matches wins. */
+/**
+ * Matches a pathname against several patterns; the first that matches wins. The params of a path are frozen and
+ * shared by every match of that path (each session keeps its params: thousands connect on the same path).
+ */
 export function compileRoutes(patterns: string | readonly string[], option = 'path'): RouteMatcher {
   const list = typeof patterns === 'string' ? [patterns] : patterns;
   if (!Array.isArray(list) || list.length === 0) {
     throw new TypeError(`The "${option}" option must be a path pattern or a non-empty array of them`);
   }
   const matchers = list.map((p) => compileRoute(p, option));
-  if (matchers.length === 1) return matchers[0] as RouteMatcher;
-  return (pathname) => {
+  const first: RouteMatcher = (pathname) => {
     for (const m of matchers) {
       const params = m(pathname);
       if (params !== null) return params;
     }
     return null;
   };
+  const known = new Interned<Readonly<RouteParams>>(SHARED_PATHS);
+  return (pathname) => {
+    const params = first(pathname);
+    // Only paths that match are held: a scan of random paths cannot push the real ones out.
+    return params === null ? null : known.get(pathname, () => Object.freeze(params));
+  };
 }
+
+/** Paths whose params each matcher holds at once. */
+const SHARED_PATHS = 1024;

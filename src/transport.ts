@@ -1,7 +1,5 @@
-import type { Message } from './message.js';
-import type { BaseSession, DropReason } from './session.js';
-import type { ResolvedRegistryOptions } from './options.js';
-import type { UpgradeRequest } from './upgrade.js';
+import { MessageBatch, type Message } from './message.js';
+import type { BaseSession, SessionHost } from './session.js';
 
 /**
  * What a transport implements so the registry can reach its sessions. The registry groups a channel's
@@ -21,6 +19,18 @@ export interface Transport {
     except: ReadonlySet<BaseSession<never>> | null,
     channel: string | null,
   ): void;
+  /**
+   * Delivers `messages`, in order, to every session in `sessions` (exactly the sessions of `channel` on this
+   * transport), as `fanout` would one by one; a transport may visit each session once for all of them. The
+   * registry calls it for the messages it held while the channel was busy (`coalesceWindow`). Must not throw.
+   */
+  fanoutMany?(messages: readonly Message[], sessions: ReadonlySet<BaseSession<never>>, channel: string): void;
+  /**
+   * How long, in ms, the registry may hold what is published to a busy channel of this transport's sessions
+   * (one fanned out less than this ago), to fan it out at the end of the window as one batch. Absent or 0: the
+   * registry never holds for this transport.
+   */
+  readonly coalesceWindow?: number;
   /** Called after the registry added `session` to `channel` (uWS: native topic subscribe). */
   subscribed?(session: BaseSession<never>, channel: string): void;
   /** Called after the registry removed `session` from `channel`, unless the session is closed. */
@@ -31,34 +41,16 @@ export interface Transport {
 
 /**
  * The registry side of a transport: every callback a transport or its sessions make. Obtained once from
- * `registry.attach(transport)`.
+ * `attachTransport(registry, transport)`.
  */
-export interface TransportHost<TData = unknown> {
+export interface TransportHost<TData = unknown> extends SessionHost<TData> {
   /** The transport this host was attached for. */
   readonly transport: Transport;
-  readonly options: ResolvedRegistryOptions;
-  /** True once `registry.close()` started: transports refuse new connections (HTTP 503). */
-  readonly closing: boolean;
-  /** Registers a session in its channels, then emits `open`. */
-  open(session: BaseSession<TData>, channels: readonly string[]): void;
-  /** Removes a session from every channel, then emits `close` (exactly once per session). */
-  closed(session: BaseSession<TData>, code: number, reason: string): void;
-  /** An inbound message that passed the transport's limits. */
-  message(session: BaseSession<TData>, data: string | Buffer, isBinary: boolean): void;
-  delivered(session: BaseSession<TData>, message: Message): void;
-  /** `count` deliveries of `message` at once (a native publish that reached that many sessions). */
-  deliveredMany(message: Message, count: number): void;
-  dropped(session: BaseSession<TData>, message: Message, reason: DropReason): void;
   /**
-   * A message already counted as delivered that never left: its socket closed before the transport wrote it.
-   * Moves it from the delivered count to the dropped count.
+   * This transport's sessions in the registry (from `open` until `closed`), oldest first: a transport need not
+   * keep a set of its own.
    */
-  retracted(session: BaseSession<TData>, message: Message, reason: DropReason): void;
-  /** Counts a session that the `close` backpressure policy is closing. */
-  backpressureClosed(session: BaseSession<TData>): void;
-  error(error: unknown, session?: BaseSession<TData>): void;
-  /** An upgrade refused before the 101 (counted, `reject` event). */
-  rejected(request: UpgradeRequest | null, status: number, reason: string): void;
+  sessions(): IterableIterator<BaseSession<TData>>;
 }
 
 /** The plain fan-out loop: one `deliver` per session, each isolated (deliver never throws). */
@@ -71,5 +63,19 @@ export function fanoutLoop(
     for (const session of sessions) session.deliver(message);
   } else {
     for (const session of sessions) if (!except.has(session)) session.deliver(message);
+  }
+}
+
+/**
+ * The plain `fanoutMany`: each session takes the whole batch in one write when it can (`deliverBatch`), else
+ * each message by `deliver`, isolated as in `fanoutLoop`.
+ */
+export function fanoutBatchLoop(
+  messages: readonly Message[],
+  sessions: ReadonlySet<BaseSession<never>>,
+): void {
+  const batch = new MessageBatch(messages);
+  for (const session of sessions) {
+    if (!session.deliverBatch(batch)) for (const message of messages) session.deliver(message);
   }
 }

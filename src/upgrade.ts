@@ -52,23 +52,56 @@ const REASONS: Record<number, string> = {
   401: 'Unauthorized',
   403: 'Forbidden',
   404: 'Not Found',
+  405: 'Method Not Allowed',
   426: 'Upgrade Required',
+  429: 'Too Many Requests',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
 };
 
+/** The reason phrase of an HTTP error status (`Error` for one without a phrase here). */
 export function defaultReason(status: number): string {
   return REASONS[status] ?? 'Error';
 }
 
-export type UpgradeDecision<TData> =
-  | { ok: true; data: TData; channels: readonly string[] }
-  | { ok: false; status: number; reason: string; error?: unknown };
+/** A refusal before the 101: the status, a short text for the body, and headers the answer must carry. */
+export interface Refusal {
+  readonly status: number;
+  readonly reason: string;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+const KEY = /^[+/0-9A-Za-z]{22}==$/;
+
+/**
+ * The checks RFC 6455 (4.2.1) asks of a server before it answers 101, on a request that arrived as an upgrade:
+ * a GET (405 with `Allow: GET`), `Upgrade: websocket` and a valid `Sec-WebSocket-Key` (400), version 13 (426
+ * with `Sec-WebSocket-Version: 13`, so the client can retry with a version the server speaks). `headers` names
+ * are lower case. Returns null when the request passes.
+ */
+export function checkHandshake(method: string, headers: Readonly<Record<string, string>>): Refusal | null {
+  if (method.toUpperCase() !== 'GET') return refusal(405, 'Method Not Allowed', { Allow: 'GET' });
+  if ((headers['upgrade'] ?? '').toLowerCase() !== 'websocket') {
+    return refusal(400, 'Invalid Upgrade header');
+  }
+  if (!KEY.test((headers['sec-websocket-key'] ?? '').trim())) {
+    return refusal(400, 'Missing or invalid Sec-WebSocket-Key header');
+  }
+  if ((headers['sec-websocket-version'] ?? '').trim() !== '13') {
+    return refusal(426, 'Unsupported Sec-WebSocket-Version', { 'Sec-WebSocket-Version': '13' });
+  }
+  return null;
+}
+
+export function refusal(status: number, reason?: string, headers?: Record<string, string>): Refusal {
+  return { status, reason: reason ?? defaultReason(status), headers: headers ?? NO_HEADERS };
+}
 
 /** Builds the normalized request; returns null when the path matches no route. */
 export function toUpgradeRequest(
   url: string,
-  headers: Record<string, string>,
+  headers: Readonly<Record<string, string>>,
   remoteAddress: string,
   match: RouteMatcher,
 ): UpgradeRequest | null {
@@ -86,15 +119,20 @@ export function toUpgradeRequest(
   };
 }
 
+/** What the user's hooks decided: accept with data and channels, or refuse (`error` when a hook failed). */
+export type HookDecision<TData> =
+  | { ok: true; data: TData; channels: readonly string[] }
+  | { ok: false; status: number; reason: string; error?: unknown };
+
 /**
  * Runs the user's hooks for one upgrade and says what to do. Never throws and never rejects: a throwing hook
  * becomes a refusal, so a hook can not crash the server or leave an unhandled rejection.
  */
-export async function decideUpgrade<TData>(
+export async function runHooks<TData>(
   request: UpgradeRequest,
   authenticate: Authenticate<TData> | undefined,
   channels: ChannelResolver | undefined,
-): Promise<UpgradeDecision<TData>> {
+): Promise<HookDecision<TData>> {
   let result: AuthResult<TData> | boolean | null | undefined;
   try {
     result = authenticate === undefined ? undefined : await authenticate(request);

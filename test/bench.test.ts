@@ -156,7 +156,8 @@ describe('bench harness over loopback', () => {
   }
 
   it('counts exactly N x M deliveries through both fanout transports and through Socket.IO', async () => {
-    for (const target of ['ws', 'uws', 'socketio'] as const) {
+    // ws-stream: the stamp is found after a stream channel's header too.
+    for (const target of ['ws', 'uws', 'socketio', 'ws-stream'] as const) {
       for (const m of await tiny(target)) {
         expect(m.problems).toEqual([]);
         expect(m.received).toBe(20 * 10);
@@ -166,5 +167,5 @@ describe('bench harness over loopback', () => {
       }
     }
     expect(liveChildren()).toBe(0);
-  });
+  }, 120_000);
 });

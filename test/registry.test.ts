@@ -29,7 +29,13 @@ describe('SessionRegistry options', () => {
 
   it('has documented defaults', () => {
     const registry = new SessionRegistry();
-    expect(registry.options.backpressure).toEqual({ limit: 1024 * 1024, policy: 'close', closeCode: 1013 });
+    expect(registry.options.backpressure).toEqual({
+      limit: 1024 * 1024,
+      policy: 'close',
+      closeCode: 1013,
+      softLimit: 512 * 1024,
+      maxKeys: 1024,
+    });
     expect(registry.options.closeTimeout).toBe(3000);
     expect(registry.nodeId).toMatch(/^[0-9a-f-]{36}$/);
   });
@@ -72,6 +78,42 @@ describe('SessionRegistry index', () => {
     expect(a.state).toBe('closed');
     expect(a.send('late')).toBe('closed');
     expect(registry.stats().droppedBy.closed).toBe(1);
+  });
+});
+
+describe('SessionRegistry: a session closed while it opens', () => {
+  it('a subscribe listener that closes the session leaves no ghost: open then close, no channel, no delivery', () => {
+    const { registry, transport } = setup();
+    const events: string[] = [];
+    registry.on('subscribe', (s, channel) => {
+      events.push(`subscribe:${channel}`);
+      // The memory session reports a terminate at once, as uWS reports end() from inside the call.
+      if (channel === 'a') s.terminate();
+    });
+    registry.on('open', () => events.push('open'));
+    registry.on('close', (s, code) => events.push(`close:${code}:${s.channels.size}`));
+    const session = transport.open(['a', 'b', 'c']);
+    expect(events).toEqual(['subscribe:a', 'open', 'close:1006:0']);
+    expect(session.state).toBe('closed');
+    expect(registry.channels()).toEqual([]);
+    expect(registry.count()).toBe(0);
+    registry.publish(['a', 'b', 'c'], 'late');
+    expect(session.received).toEqual([]);
+    expect(registry.stats()).toMatchObject({ sessions: 0, channels: 0, delivered: 0 });
+  });
+
+  it('an open listener that closes the session: close follows open once, nothing stays indexed', () => {
+    const { registry, transport } = setup();
+    const events: string[] = [];
+    registry.on('open', (s) => {
+      events.push('open');
+      s.terminate();
+      events.push(`after terminate: ${registry.count('x')}`);
+    });
+    registry.on('close', () => events.push('close'));
+    transport.open(['x']);
+    expect(events).toEqual(['open', 'after terminate: 1', 'close']);
+    expect(registry.channels()).toEqual([]);
   });
 });
 

@@ -15,7 +15,7 @@ import { wsTransport } from 'fanout/transports/ws';
 
 const registry = new SessionRegistry();
 const server = http.createServer();
-wsTransport(registry, { server, heartbeat: { interval: 50, timeout: 50 } });
+wsTransport(registry, { server, heartbeat: { interval: 50, timeout: 5000 } });
 await new Promise((r) => server.listen(0, '127.0.0.1', r));
 const url = 'ws://127.0.0.1:' + server.address().port + '/news';
 const clients = await Promise.all(Array.from({ length: 20 }, () => new Promise((resolve, reject) => {

@@ -1,5 +1,5 @@
 // Compiled by `tsc` (npm run typecheck), never run: proves listeners and publish are typed.
-import { SessionRegistry, type Session } from '../src/index.js';
+import { SessionRegistry, type BaseSession, type Session } from '../src/index.js';
 
 interface Data {
   user: string;
@@ -43,3 +43,15 @@ registry.publish('track-people', { level: 'panic', text: 'x' });
 registry.publish('nope', 'x');
 // @ts-expect-error: options are typed
 registry.publish('metrics', new Uint8Array([1]), { exclude: [] });
+
+// Internals are not part of the public types (the published .d.ts also strips `_channels` and `_state`; see
+// test/kit.test.ts, which checks them against dist/).
+declare const base: BaseSession<Data>;
+// @ts-expect-error: transports attach with attachTransport(registry, transport); the registry has no attach()
+void registry.attach;
+// @ts-expect-error: a session's host is for its own transport code only (protected)
+void base.host;
+// @ts-expect-error: the channel list is for the session's own transport code only (protected)
+void base.channelList;
+// @ts-expect-error: state is read-only
+base.state = 'closed';

@@ -1,4 +1,4 @@
-import type { HeartbeatOptions } from '../src/options.js';
+import type { HeartbeatOptions } from '../src/index.js';
 
 /**
  * uWebSockets.js has no ping timer of its own to configure: it has `idleTimeout` (seconds without *received*

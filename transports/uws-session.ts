@@ -1,7 +1,12 @@
 import type { WebSocket } from 'uWebSockets.js';
-import type { Message } from '../src/message.js';
-import { BaseSession, type SendResult, type SessionInit } from '../src/session.js';
-import type { UpgradeRequest } from '../src/upgrade.js';
+import {
+  BaseSession,
+  type Message,
+  type SendResult,
+  type SessionInit,
+  type UpgradeRequest,
+} from '../src/index.js';
+import { CONGESTED, UNSCHEDULED, type Congestible, type Congestion } from './uws-congestion.js';
 
 /** What travels from the upgrade to the open handler (`pending`, released there), then holds the session. */
 export interface UserData<TData> {
@@ -11,20 +16,6 @@ export interface UserData<TData> {
 
 export type Socket<TData> = WebSocket<UserData<TData>>;
 
-/** What a session needs from its transport to keep the congestion bookkeeping (see uws-checks.ts). */
-export interface CongestionOwner<TData> {
-  /** Sessions off their native topics, past the limit. */
-  readonly congested: Set<UwsSession<TData>>;
-  /** Schedules the next look at `session`'s buffered bytes, given that it has `buffered` now. */
-  schedule(session: UwsSession<TData>, buffered: number): void;
-  /**
-   * Counts bytes sent to one session outside native publish. Advancing the shared count keeps every scheduled
-   * look early enough without adding heap entries (a session sent to directly would otherwise need a new,
-   * earlier entry per send, and those pile up when nothing is published natively).
-   */
-  sentDirectly(bytes: number): void;
-}
-
 /** The most a WebSocket frame header adds to a payload (server frames are unmasked): 2 + 8 bytes. */
 export const FRAME_OVERHEAD = 10;
 
@@ -32,27 +23,48 @@ export const FRAME_OVERHEAD = 10;
 const SENT = 1;
 const DROPPED = 2;
 
+/** What the sessions of one uWS transport share (the transport itself): reached through the session's host. */
+export interface UwsOwner<TData> {
+  /** The prefix of this transport's native topics. */
+  readonly prefix: string;
+  readonly congestion: Congestion<UwsSession<TData>>;
+  /**
+   * The session whose `ws.send` runs in `write`, null otherwise: a build that reports the drop of that very send
+   * through its `dropped` callback also returns DROPPED, which `deliver` counts; the callback must not count it
+   * again.
+   */
+  writing: UwsSession<TData> | null;
+}
+
 /**
  * One uWS connection. Its channels are native topics named `prefix + channel`; while *congested* (past the
- * backpressure limit) it is off those topics, so native publishes skip it and the transport sends it each
- * message (or its drop) through `deliver()`.
+ * backpressure limit, decided by the transport's {@link Congestion}) it is off those topics, so native
+ * publishes skip it and the transport sends it each message (or its drop) through `deliver()`.
  */
-export class UwsSession<TData> extends BaseSession<TData> {
-  readonly transport = 'uws';
+export class UwsSession<TData> extends BaseSession<TData> implements Congestible {
   /** The socket, until its close handler runs; null after (uWS throws on any access to a closed socket). */
   ws: Socket<TData> | null;
-  /** Past the backpressure limit: off its native topics until it drains. */
-  congested = false;
-  /** The transport's published-bytes count at which to read the buffered bytes next; -1 when unscheduled. */
-  checkAt = -1;
-  readonly #prefix: string;
-  readonly #owner: CongestionOwner<TData>;
+  /** Written by Congestion only (see Congestible). */
+  slot = UNSCHEDULED;
 
-  constructor(init: SessionInit<TData>, ws: Socket<TData>, prefix: string, owner: CongestionOwner<TData>) {
+  constructor(init: SessionInit<TData>, ws: Socket<TData>) {
     super(init);
     this.ws = ws;
-    this.#prefix = prefix;
-    this.#owner = owner;
+  }
+
+  // On the prototype, not fields: a field would cost every session a slot.
+  get congested(): boolean {
+    return this.slot === CONGESTED;
+  }
+
+  /** The transport (a getter, not a #getter: a class with #members other than fields costs each object a slot). */
+  private get owner(): UwsOwner<TData> {
+    return this.host.transport as unknown as UwsOwner<TData>;
+  }
+
+  // On the prototype: a field would cost every session a slot.
+  get transport(): 'uws' {
+    return 'uws';
   }
 
   get bufferedAmount(): number {
@@ -61,45 +73,41 @@ export class UwsSession<TData> extends BaseSession<TData> {
 
   /** Called after the registry added the session to `channel`. */
   joinTopic(channel: string): void {
-    if (this.ws !== null && !this.congested) this.ws.subscribe(this.#prefix + channel);
+    if (this.ws !== null && !this.congested) this.ws.subscribe(this.owner.prefix + channel);
   }
 
   /** Called after the registry removed the session from `channel` (never once it is closed). */
   leaveTopic(channel: string): void {
-    if (this.ws !== null && !this.congested) this.ws.unsubscribe(this.#prefix + channel);
+    if (this.ws !== null && !this.congested) this.ws.unsubscribe(this.owner.prefix + channel);
   }
 
-  /** Takes the session off its native topics: past the limit. */
-  congest(): void {
-    if (this.congested) return;
-    this.congested = true;
-    this.checkAt = -1;
-    this.#owner.congested.add(this);
+  leaveTopics(): void {
     const ws = this.ws;
     if (ws === null) return;
-    for (const channel of this._channels) ws.unsubscribe(this.#prefix + channel);
+    const prefix = this.owner.prefix;
+    for (const channel of this.channelList) ws.unsubscribe(prefix + channel);
   }
 
-  /** Puts the session back on its native topics: drained under the limit. */
-  uncongest(): void {
-    if (!this.congested) return;
-    this.congested = false;
-    this.#owner.congested.delete(this);
+  joinTopics(): void {
     const ws = this.ws;
     if (ws === null) return;
-    for (const channel of this._channels) ws.subscribe(this.#prefix + channel);
-    this.#owner.schedule(this, ws.getBufferedAmount());
+    const prefix = this.owner.prefix;
+    for (const channel of this.channelList) ws.subscribe(prefix + channel);
   }
 
   protected write(message: Message): SendResult {
     const ws = this.ws;
     if (ws === null) return 'closed';
-    const status = ws.send(message.bytes, message.binary, false);
+    const owner = this.owner;
+    let status: number;
+    owner.writing = this;
+    try {
+      status = ws.send(message.bytes, message.binary, false);
+    } finally {
+      owner.writing = null;
+    }
     if (status === DROPPED) return 'dropped';
-    const buffered = ws.getBufferedAmount();
-    if (buffered > this.backpressure.limit) this.congest();
-    else if (this.congested) this.uncongest();
-    else this.#owner.sentDirectly(message.byteLength + FRAME_OVERHEAD);
+    owner.congestion.sent(this, message.byteLength + FRAME_OVERHEAD, ws.getBufferedAmount());
     return status === SENT ? 'sent' : 'queued';
   }
 

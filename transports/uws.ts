@@ -1,3 +1,5 @@
+// The published declarations use Node's types (Buffer, http): consumers get them without `types: ["node"]`.
+/// <reference types="node" preserve="true" />
 /**
  * The uWebSockets.js transport. It takes the user's `app` and never loads uWebSockets.js itself (type imports
  * only), so users of the ws transport never need it installed.
@@ -12,16 +14,19 @@
  * rule as every transport ("a message to a session whose buffered bytes are past `limit` is dropped"):
  * - a native publish counts one delivery per natively subscribed recipient without visiting them (the channel's
  *   size less the skipped and congested ones), then reads `getBufferedAmount()` of only those sessions that
- *   could have passed the limit since they were last read (uws-checks.ts: a session with `b` buffered bytes
- *   cannot pass `limit` before `limit - b` more bytes were published); a session found past the limit becomes
- *   *congested*: it is unsubscribed from its native topics, so C++ stops writing to it;
+ *   could have passed the limit since they were last read (uws-congestion.ts, the one owner of this state: a
+ *   session with `b` buffered bytes cannot pass `limit` before `limit - b + 1` more bytes were published); a
+ *   session found past the limit becomes *congested*: it is unsubscribed from its native topics, so C++ stops
+ *   writing to it;
  * - every later publish to its channels reaches it through `deliver()`, which drops the message (counted, `drop`
  *   event) or, under the `close` policy, drops it and closes the session with the policy's close code;
  * - when the socket drains below the limit (`drain` handler, or a direct send that finds it below) it is
  *   subscribed to its topics again. Messages it missed meanwhile were each counted as dropped.
  * So every message is counted exactly once: delivered to every natively subscribed recipient, dropped or
  * delivered one by one for congested ones. Builds that do have a `dropped` callback get one too, as a safety
- * net: anything a build reports dropped is counted.
+ * net: a message such a build reports dropped after a native publish counted it delivered is moved from the
+ * delivered count to the dropped count (retracted); one it reports while a direct send runs is the DROPPED
+ * result of that send, counted once by `deliver`.
  *
  * Two uWS facts this rests on (v20 TopicTree): messages under 16 KiB are queued per socket (at most 32, or until
  * the end of the event-loop turn) before they are written, so `getBufferedAmount()` lags by that batch and a
@@ -41,26 +46,28 @@ import type {
   WebSocketBehavior,
   us_socket_context_t,
 } from 'uWebSockets.js';
-import { encode, type Message } from '../src/message.js';
-import type { ResolvedTransportOptions, TransportOptions } from '../src/options.js';
-import { assertObject, resolveTransportOptions } from '../src/options.js';
-import type { SessionRegistry } from '../src/registry.js';
-import type { RouteMatcher } from '../src/route.js';
-import { compileRoutes } from '../src/route.js';
-import type { BaseSession } from '../src/session.js';
-import type { Transport, TransportHost } from '../src/transport.js';
-import { fanoutLoop } from '../src/transport.js';
-import { decideUpgrade, defaultReason, toUpgradeRequest, type UpgradeRequest } from '../src/upgrade.js';
+import {
+  assertObject,
+  attachTransport,
+  defaultReason,
+  encode,
+  fanoutLoop,
+  resolveCoalesceWindow,
+  resolveTransportOptions,
+  UpgradeGate,
+  type BaseSession,
+  type Message,
+  type ResolvedTransportOptions,
+  type RouteMatcher,
+  SessionRegistry,
+  type Transport,
+  type TransportHost,
+  type TransportOptions,
+} from '../src/index.js';
 import { isNativeUws } from './uws-native.js';
 import { uwsCloseCode, uwsHeartbeat, uwsRemoteAddress } from './uws-options.js';
-import {
-  FRAME_OVERHEAD,
-  UwsSession,
-  type CongestionOwner,
-  type Socket,
-  type UserData,
-} from './uws-session.js';
-import { CheckQueue } from './uws-checks.js';
+import { Congestion } from './uws-congestion.js';
+import { FRAME_OVERHEAD, UwsSession, type Socket, type UserData, type UwsOwner } from './uws-session.js';
 
 export { assertNativeUws, isNativeUws } from './uws-native.js';
 export { uwsHeartbeat, uwsHeartbeatBound } from './uws-options.js';
@@ -68,6 +75,13 @@ export { uwsHeartbeat, uwsHeartbeatBound } from './uws-options.js';
 export interface UwsTransportOptions<TData> extends TransportOptions<TData> {
   /** The app from `uWS.App()` or `uWS.SSLApp()`. It must be the native build (see `isNativeUws`). */
   app: TemplatedApp;
+  /**
+   * Coalescing across event-loop turns, in ms (docs/coalescing.md): what is published to a channel fanned out
+   * less than this long ago is held at most this long and published natively in one turn with everything else
+   * published to it meanwhile, so uWS writes it to each socket at once. A quiet channel is published at once.
+   * 0 turns it off. Default 5.
+   */
+  coalesceWindow?: number;
 }
 
 /** The uWS transport: the handle `uwsTransport()` returns. */
@@ -80,24 +94,25 @@ export interface UwsTransport extends Transport {
   topic(channel: string): string;
 }
 
+const BAD_KEY = 'Missing or invalid Sec-WebSocket-Key header';
+
 // One 404 catch-all route per app, shared by every transport on it (uWS drops unmatched upgrades silently).
 const appTransports = new WeakMap<TemplatedApp, UwsTransportImpl<never>[]>();
 let transportCount = 0;
 
-class UwsTransportImpl<TData> implements UwsTransport, CongestionOwner<TData> {
+class UwsTransportImpl<TData> implements UwsTransport, UwsOwner<TData> {
   readonly name = 'uws';
   readonly app: TemplatedApp;
+  readonly coalesceWindow: number;
   readonly match: RouteMatcher;
   readonly #host: TransportHost<TData>;
+  readonly #gate: UpgradeGate<TData>;
   readonly #options: ResolvedTransportOptions<TData>;
-  readonly #prefix: string;
+  /** UwsOwner: what this transport's sessions share. */
+  readonly prefix: string;
   readonly #anchor: string;
-  readonly #limit: number;
-  readonly #sessions = new Set<UwsSession<TData>>();
-  readonly congested = new Set<UwsSession<TData>>();
-  readonly #checks = new CheckQueue<UwsSession<TData>>();
-  /** Bytes handed to native publish so far, frame headers included (see uws-checks.ts). */
-  #published = 0;
+  readonly congestion: Congestion<UwsSession<TData>>;
+  writing: UwsSession<TData> | null = null;
   #closed = false;
 
   constructor(registry: SessionRegistry<TData, never>, options: UwsTransportOptions<TData>) {
@@ -105,7 +120,9 @@ class UwsTransportImpl<TData> implements UwsTransport, CongestionOwner<TData> {
     assertObject(raw, 'options');
     this.#options = resolveTransportOptions<TData>(raw, registry.options.backpressure, 'uwsTransport', [
       'app',
+      'coalesceWindow',
     ]);
+    this.coalesceWindow = resolveCoalesceWindow(raw['coalesceWindow']);
     const app = raw['app'];
     if (typeof app !== 'object' || app === null || typeof (app as TemplatedApp).ws !== 'function') {
       throw new TypeError('The "app" option must be a uWebSockets.js app (uWS.App() or uWS.SSLApp())');
@@ -117,12 +134,15 @@ class UwsTransportImpl<TData> implements UwsTransport, CongestionOwner<TData> {
       );
     }
     this.app = app as TemplatedApp;
-    this.match = compileRoutes(this.#options.path);
     const heartbeat = uwsHeartbeat(this.#options.heartbeat);
-    this.#limit = this.#options.backpressure.limit;
-    this.#prefix = `fanout:${++transportCount}.${randomBytes(3).toString('hex')}:`;
-    this.#anchor = `${this.#prefix.slice(0, -1)}!anchor`;
-    this.#host = registry.attach(this);
+    // Congested means behind: past the soft limit, where the policy (conflation, volatile skips, then the limit)
+    // must see every message, so C++ stops writing to the session from there.
+    this.congestion = new Congestion(this.#options.backpressure.softLimit);
+    this.prefix = `fanout:${++transportCount}.${randomBytes(3).toString('hex')}:`;
+    this.#anchor = `${this.prefix.slice(0, -1)}!anchor`;
+    this.#host = attachTransport(registry, this);
+    this.#gate = new UpgradeGate(this.#host, this.#options);
+    this.match = this.#gate.match;
     const behavior: WebSocketBehavior<UserData<TData>> & { dropped?: unknown } = {
       compression: 0,
       maxPayloadLength: this.#options.maxPayload,
@@ -135,23 +155,28 @@ class UwsTransportImpl<TData> implements UwsTransport, CongestionOwner<TData> {
       open: (ws) => this.#open(ws),
       message: (ws, data, isBinary) => {
         const session = ws.getUserData().session;
-        if (session === null) return;
+        // This build has no ws.pause(): the inbound limit (which closes a flooder at once) is the bound here.
+        if (session === null || !session.acceptInbound(data.byteLength)) return;
         // The ArrayBuffer is neutered when this handler returns: copy it.
         const bytes = Buffer.from(new Uint8Array(data));
         this.#host.message(session, isBinary ? bytes : bytes.toString('utf8'), isBinary);
       },
       drain: (ws) => {
         const session = ws.getUserData().session;
-        if (session !== null && session.congested && ws.getBufferedAmount() <= this.#limit)
-          session.uncongest();
+        if (session === null) return;
+        // Held keyed messages first (see BaseSession.drained), then back on the native topics if under the soft limit.
+        session.drained();
+        if (session.congested) this.congestion.drained(session, ws.getBufferedAmount());
       },
       close: (ws, code, message) => this.#close(ws, code, message),
       // Newer official builds report messages they dropped; with maxBackpressure 0 none should be.
       dropped: (ws: Socket<TData>, data: ArrayBuffer, isBinary: boolean) => {
         const session = ws.getUserData().session;
-        if (session === null) return;
+        // A direct send's own drop: send() returns DROPPED too, and deliver() counts that result.
+        if (session === null || this.writing === session) return;
+        // Otherwise it came from a native publish, which counted it delivered: move it to dropped.
         const bytes = Buffer.from(new Uint8Array(data));
-        this.#host.dropped(session, encode(isBinary ? bytes : bytes.toString('utf8')), 'backpressure');
+        this.#host.retracted(session, encode(isBinary ? bytes : bytes.toString('utf8')), 'backpressure');
       },
     };
     const patterns = typeof this.#options.path === 'string' ? [this.#options.path] : this.#options.path;
@@ -160,7 +185,7 @@ class UwsTransportImpl<TData> implements UwsTransport, CongestionOwner<TData> {
   }
 
   topic(channel: string): string {
-    return this.#prefix + channel;
+    return this.prefix + channel;
   }
 
   fanout(
@@ -184,7 +209,7 @@ class UwsTransportImpl<TData> implements UwsTransport, CongestionOwner<TData> {
       }
     }
     try {
-      const topic = this.#prefix + channel;
+      const topic = this.prefix + channel;
       if (sender === null) this.app.publish(topic, message.bytes, message.binary, false);
       else (sender.ws as Socket<TData>).publish(topic, message.bytes, message.binary, false);
     } catch (err) {
@@ -197,7 +222,7 @@ class UwsTransportImpl<TData> implements UwsTransport, CongestionOwner<TData> {
   /**
    * After a native publish: counts the deliveries C++ made (every natively subscribed recipient), hands the
    * message to congested recipients one by one (where the policy drops it or closes them), and reads the
-   * buffered bytes of only those sessions that could have passed the limit by now (see uws-checks.ts).
+   * buffered bytes of only those sessions that could have passed the limit by now (see uws-congestion.ts).
    */
   #account(
     message: Message,
@@ -206,8 +231,9 @@ class UwsTransportImpl<TData> implements UwsTransport, CongestionOwner<TData> {
     sender: UwsSession<TData> | null,
   ): void {
     let natives = sender === null ? sessions.size : sessions.size - 1;
-    if (this.congested.size > 0) {
-      for (const session of this.congested) {
+    const congested = this.congestion.congested;
+    if (congested.size > 0) {
+      for (const session of congested) {
         const member = session as unknown as BaseSession<never>;
         if (!sessions.has(member)) continue;
         natives--;
@@ -215,28 +241,7 @@ class UwsTransportImpl<TData> implements UwsTransport, CongestionOwner<TData> {
       }
     }
     if (natives > 0) this.#host.deliveredMany(message, natives);
-    this.#published += message.byteLength + FRAME_OVERHEAD;
-    this.#checks.due(this.#published, this.#check);
-  }
-
-  readonly #check = (session: UwsSession<TData>): void => {
-    const ws = session.ws;
-    if (ws === null || session.congested) return;
-    const buffered = ws.getBufferedAmount();
-    session.checkAt = -1;
-    if (buffered > this.#limit) session.congest();
-    else this.schedule(session, buffered);
-  };
-
-  sentDirectly(bytes: number): void {
-    this.#published += bytes;
-  }
-
-  schedule(session: UwsSession<TData>, buffered: number): void {
-    const at = this.#published + Math.max(0, this.#limit - buffered);
-    if (session.checkAt >= 0 && session.checkAt <= at) return;
-    session.checkAt = at;
-    this.#checks.push(session, at);
+    this.congestion.published(message.byteLength + FRAME_OVERHEAD);
   }
 
   subscribed(session: BaseSession<never>, channel: string): void {
@@ -250,15 +255,20 @@ class UwsTransportImpl<TData> implements UwsTransport, CongestionOwner<TData> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#gate.close();
     // The registry closed its sessions already; a direct call must not leave any behind either.
-    for (const session of [...this.#sessions]) session.terminate();
+    for (const session of [...this.#host.sessions()]) session.terminate();
     const list = appTransports.get(this.app);
     const i = list?.indexOf(this as unknown as UwsTransportImpl<never>) ?? -1;
     if (list !== undefined && i !== -1) list.splice(i, 1);
   }
 
   /** Runs in the uWS upgrade callback: everything needed from `req` is copied before the first await. */
-  #upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void {
+  /**
+   * Runs in the uWS upgrade callback (`context` set), or for an upgrade that uWS kept from its ws routes
+   * (`context` null: see #installNotFound). Everything needed from `req` is copied before the first await.
+   */
+  #upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t | null): void {
     const path = req.getUrl();
     const query = req.getQuery();
     const headers: Record<string, string> = {};
@@ -267,10 +277,12 @@ class UwsTransportImpl<TData> implements UwsTransport, CongestionOwner<TData> {
       const prev = headers[name];
       headers[name] = prev === undefined ? value : `${prev}, ${value}`;
     });
-    const remoteAddress = uwsRemoteAddress(Buffer.from(res.getRemoteAddressAsText()).toString());
-    const request = toUpgradeRequest(query ? `${path}?${query}` : path, headers, remoteAddress, this.match);
-    if (request === null) return this.#reject(res, null, 404, defaultReason(404));
-    if (this.#closed || this.#host.closing) return this.#reject(res, request, 503, defaultReason(503));
+    const raw = {
+      method: req.getMethod(),
+      url: query ? `${path}?${query}` : path,
+      headers,
+      remoteAddress: uwsRemoteAddress(Buffer.from(res.getRemoteAddressAsText()).toString()),
+    };
     const key = headers['sec-websocket-key'] ?? '';
     // Echo one subprotocol (the first offered), as ws does by default; echoing the whole list is invalid.
     const protocol = (headers['sec-websocket-protocol'] ?? '').split(',')[0]?.trim() ?? '';
@@ -279,18 +291,20 @@ class UwsTransportImpl<TData> implements UwsTransport, CongestionOwner<TData> {
     res.onAborted(() => {
       aborted = true;
     });
-    decideUpgrade(request, this.#options.authenticate, this.#options.channels)
-      .then((decision) => {
+    this.#gate
+      .decide(raw, () => aborted)
+      .then((outcome) => {
         // The peer went away while authenticate ran: nothing was registered and nothing may be written.
-        if (aborted) return;
-        if (!decision.ok) {
-          if (decision.error !== undefined) this.#host.error(decision.error);
-          return this.#reject(res, request, decision.status, decision.reason);
+        if (outcome === null || aborted) return;
+        if (!outcome.ok) return respond(res, outcome.status, outcome.reason, outcome.headers);
+        if (context === null) {
+          // Not reached: the gate refuses every key uWS does not route. Without a context there is no upgrade.
+          this.#host.rejected(outcome.request, 400, BAD_KEY);
+          return respond(res, 400, BAD_KEY);
         }
-        if (this.#closed || this.#host.closing) return this.#reject(res, request, 503, defaultReason(503));
         const userData: UserData<TData> = {
           session: null,
-          pending: { request, data: decision.data, channels: decision.channels },
+          pending: { request: outcome.request, data: outcome.data, channels: outcome.channels },
         };
         res.cork(() => res.upgrade(userData, key, protocol, extensions, context));
       })
@@ -310,18 +324,16 @@ class UwsTransportImpl<TData> implements UwsTransport, CongestionOwner<TData> {
         params: pending.request.params,
         remoteAddress: pending.request.remoteAddress,
         backpressure: this.#options.backpressure,
+        inboundLimit: this.#options.inboundLimit,
       },
       ws,
-      this.#prefix,
-      this,
     );
     userData.session = session;
     // Why: uWS frees a socket's pub/sub state, with the messages still queued for it, when it leaves its last
     // topic. Congestion takes a session off every channel topic; this never-published topic keeps its queue.
     ws.subscribe(this.#anchor);
-    this.#sessions.add(session);
-    this.schedule(session, 0);
-    this.#host.open(session, pending.channels);
+    this.congestion.opened(session);
+    this.#host.open(session, pending.channels, pending.request);
   }
 
   #close(ws: Socket<TData>, code: number, message: ArrayBuffer): void {
@@ -331,17 +343,20 @@ class UwsTransportImpl<TData> implements UwsTransport, CongestionOwner<TData> {
     // From here on the socket is invalid: detach it first, so nothing the registry does next can touch it.
     userData.session = null;
     session.ws = null;
-    session.checkAt = -1;
-    this.#sessions.delete(session);
-    this.congested.delete(session);
+    // Nothing in the transport may keep a closed session reachable, whatever the traffic.
+    this.congestion.closed(session);
     const reason = Buffer.from(message).toString('utf8');
     this.#host.closed(session, uwsCloseCode(code, reason), reason);
   }
 
-  /** Answers an upgrade with an HTTP error before any 101 (and counts it). */
-  #reject(res: HttpResponse, request: UpgradeRequest | null, status: number, reason: string): void {
-    this.#host.rejected(request, status, reason);
-    respond(res, status, reason);
+  /** True when `url`'s path is one of this transport's routes. */
+  owns(url: string): boolean {
+    return this.#gate.owns(url);
+  }
+
+  /** An upgrade uWS did not route to a ws handler: answered (and counted) like any other. */
+  unrouted(res: HttpResponse, req: HttpRequest): void {
+    this.#upgrade(res, req, null);
   }
 
   /** Rejection of an upgrade whose path no transport on this app owns. */
@@ -362,17 +377,35 @@ class UwsTransportImpl<TData> implements UwsTransport, CongestionOwner<TData> {
           respond(res, 404, defaultReason(404));
         },
       });
+      // uWS hands an upgrade to its ws routes only when its Sec-WebSocket-Key has 24 characters; it passes any
+      // other request on to the HTTP routes, and closes the connection unanswered when none takes it. Upgrades
+      // among them get their answer here (400 through the gate of the transport that owns the path, else 404);
+      // everything else goes on to the app's own routes.
+      this.app.get('/*', (res, req) => {
+        if (req.getHeader('upgrade').toLowerCase() !== 'websocket') return void req.setYield(true);
+        const query = req.getQuery();
+        const url = query ? `${req.getUrl()}?${query}` : req.getUrl();
+        const owner = transports.find((t) => t.owns(url));
+        if (owner !== undefined) return owner.unrouted(res, req);
+        transports[0]?.notFound();
+        respond(res, 404, defaultReason(404));
+      });
     }
     list.push(this as unknown as UwsTransportImpl<never>);
   }
 }
 
-function respond(res: HttpResponse, status: number, reason: string): void {
+/** Answers an upgrade with an HTTP error (and the refusal's headers) before any 101. */
+function respond(
+  res: HttpResponse,
+  status: number,
+  reason: string,
+  headers: Readonly<Record<string, string>> = {},
+): void {
   res.cork(() => {
-    res
-      .writeStatus(`${status} ${STATUS_CODES[status] ?? 'Error'}`)
-      .writeHeader('Content-Type', 'text/plain; charset=utf-8')
-      .end(reason, true);
+    res.writeStatus(`${status} ${STATUS_CODES[status] ?? 'Error'}`);
+    for (const [name, value] of Object.entries(headers)) res.writeHeader(name, value);
+    res.writeHeader('Content-Type', 'text/plain; charset=utf-8').end(reason, true);
   });
 }
 
@@ -386,5 +419,8 @@ export function uwsTransport<TData>(
   registry: SessionRegistry<TData, any>,
   options: UwsTransportOptions<TData>,
 ): UwsTransport {
+  if (!(registry instanceof SessionRegistry)) {
+    throw new TypeError('The "registry" argument of uwsTransport must be a SessionRegistry');
+  }
   return new UwsTransportImpl<TData>(registry as SessionRegistry<TData, never>, options);
 }

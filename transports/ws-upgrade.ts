@@ -47,10 +47,14 @@ export function detachRoute(server: Server, transport: Routed): void {
 }
 
 async function route(transports: readonly Routed[], request: IncomingMessage, socket: Duplex, head: Buffer) {
-  socket.on('error', () => {});
+  socket.on('error', ignoreError);
   try {
     for (const transport of transports) {
-      if (await transport.handleUpgrade(request, socket, head)) return;
+      if (!(await transport.handleUpgrade(request, socket, head))) continue;
+      // The transport answered: it guards the socket from here on (ws does once it took it), and a listener
+      // left here would stay on every open socket.
+      socket.off('error', ignoreError);
+      return;
     }
     transports[0]?.unrouted(404, 'Not Found');
     rejectHandshake(socket, 404, 'Not Found');
@@ -60,16 +64,25 @@ async function route(transports: readonly Routed[], request: IncomingMessage, so
   }
 }
 
-/** Answers an upgrade request with an HTTP error and closes the connection. */
-export function rejectHandshake(socket: Duplex, status: number, reason: string): void {
+function ignoreError(): void {}
+
+/** Answers an upgrade request with an HTTP error (and the refusal's headers) and closes the connection. */
+export function rejectHandshake(
+  socket: Duplex,
+  status: number,
+  reason: string,
+  headers: Readonly<Record<string, string>> = {},
+): void {
   if (socket.destroyed || !socket.writable) {
     socket.destroy();
     return;
   }
   const body = reason || STATUS_CODES[status] || 'Error';
   socket.once('finish', () => socket.destroy());
+  let extra = '';
+  for (const [name, value] of Object.entries(headers)) extra += `${name}: ${value}\r\n`;
   socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n${extra}` +
       `Connection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n` +
       body,
   );

@@ -1,5 +1,7 @@
 // Types for app.js (plain JavaScript, so that `npm start` runs it with node alone), for the TypeScript tests.
 import type { Server } from 'node:http';
+import type { Redis } from 'ioredis';
+import type { Registry } from 'prom-client';
 import type { SessionRegistry } from '../../src/index.js';
 import type { WsTransport } from '../../transports/ws.js';
 
@@ -25,6 +27,10 @@ export interface StartOptions {
   interval?: number;
   /** Receives one line per notable event. Default: none. */
   log?: (line: string) => void;
+  /** An ioredis client: the alarm history lives in Redis (survives a restart). Default: in memory. */
+  redis?: Redis;
+  /** Key prefix in Redis. Default `alarm-center:`. */
+  prefix?: string;
 }
 
 export interface AlarmCenter {
@@ -35,6 +41,10 @@ export interface AlarmCenter {
   readonly server: Server;
   readonly registry: SessionRegistry<undefined, Record<string, Alarm>>;
   readonly transport: WsTransport;
+  /** Where the alarm history lives. */
+  readonly history: 'memory' | 'redis';
+  /** The prom-client Registry served at `/metrics` (fanout's metrics: `fanout/metrics/prometheus`). */
+  readonly metrics: Registry;
   /** Stops the feed, closes every session with 1001, then the http server. Idempotent. */
   close(): Promise<void>;
 }
@@ -43,6 +53,7 @@ export const CHANNELS: readonly string[];
 export const DEFAULT_CHANNEL: string;
 export const BODY_LIMIT: number;
 export const TEXT_LIMIT: number;
+export const HISTORY: { readonly size: number; readonly ttl: number };
 
 /** Starts the demo; resolves once it listens. */
 export function start(options?: StartOptions): Promise<AlarmCenter>;

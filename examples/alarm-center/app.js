@@ -4,8 +4,12 @@
 import http from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
-import { SessionRegistry, HttpError } from 'fanout';
+import { fileURLToPath } from 'node:url';
+import { Registry } from 'prom-client';
+import { SessionRegistry, HttpError, memoryHistory } from 'fanout';
+import { redisHistory } from 'fanout/brokers/redis-history';
 import { wsTransport } from 'fanout/transports/ws';
+import { bindPrometheus } from 'fanout/metrics/prometheus';
 
 /** @typedef {'info' | 'warning' | 'critical'} Level */
 /**
@@ -25,6 +29,10 @@ const CHANNEL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 const LEVELS = /** @type {readonly Level[]} */ (['info', 'warning', 'critical']);
 const ALARM_PATH = /^\/alarms\/([^/]+)$/;
 const PAGE_URL = new URL('./index.html', import.meta.url);
+// The page imports fanout/client as it is built (one ESM file, no imports of its own).
+const CLIENT_FILE = fileURLToPath(import.meta.resolve('fanout/client'));
+/** Alarms kept per channel for clients that reconnect, and for how long. */
+export const HISTORY = Object.freeze({ size: 1000, ttl: 10 * 60_000 });
 
 /** The simulated feed: what a building's sensors might report. */
 const SIMULATED = Object.freeze({
@@ -50,7 +58,14 @@ const SIMULATED = Object.freeze({
  *   ms, 0 turns them off (default 1000); `log` receives one line per notable event (default: none).
  */
 export async function start(options = {}) {
-  const { port = 8080, host = '127.0.0.1', interval = 1000, log = () => {} } = options;
+  const {
+    port = 8080,
+    host = '127.0.0.1',
+    interval = 1000,
+    log = () => {},
+    redis,
+    prefix = 'alarm-center:',
+  } = options;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new RangeError(`The "port" option must be an integer between 0 and 65535; got ${String(port)}`);
   }
@@ -62,11 +77,22 @@ export async function start(options = {}) {
     );
   }
   const page = await readFile(PAGE_URL);
+  const clientScript = await readFile(CLIENT_FILE);
 
-  const registry = new SessionRegistry();
+  // Every alarm channel is a stream: positions, history, and recovery for pages that reconnect. In Redis the
+  // history survives a restart of this server (pages resume exactly); in memory it does not (pages are told
+  // to resynchronize).
+  const history =
+    redis === undefined
+      ? memoryHistory(HISTORY)
+      : redisHistory({ client: redis, prefix, size: HISTORY.size, ttl: HISTORY.ttl });
+  const registry = new SessionRegistry({ streams: { channels: (c) => CHANNEL_NAME.test(c), history } });
   registry.on('open', (session) => log(`open ${session.id} ${[...session.channels].join(',')}`));
   registry.on('close', (session, code) => log(`close ${session.id} ${code}`));
   registry.on('error', (error) => console.error('alarm-center:', error));
+  // Its own prom-client Registry (not the global one), so that several demos can run in one process.
+  const metrics = new Registry();
+  bindPrometheus(registry, { register: metrics });
 
   const server = http.createServer((req, res) => {
     handle(req, res).catch((err) => {
@@ -121,9 +147,28 @@ export async function start(options = {}) {
       });
       return void res.end(method === 'HEAD' ? undefined : page);
     }
+    if (path === '/client.js') {
+      if (method !== 'GET' && method !== 'HEAD') return methodNotAllowed(res, 'GET, HEAD');
+      res.writeHead(200, {
+        'content-type': 'text/javascript; charset=utf-8',
+        'content-length': clientScript.byteLength,
+        'cache-control': 'no-store',
+      });
+      return void res.end(method === 'HEAD' ? undefined : clientScript);
+    }
     if (path === '/stats') {
       if (method !== 'GET' && method !== 'HEAD') return methodNotAllowed(res, 'GET, HEAD');
       return reply(res, 200, { ...registry.stats(), channelNames: registry.channels() });
+    }
+    if (path === '/metrics') {
+      if (method !== 'GET' && method !== 'HEAD') return methodNotAllowed(res, 'GET, HEAD');
+      const text = await metrics.metrics();
+      res.writeHead(200, {
+        'content-type': metrics.contentType,
+        'content-length': Buffer.byteLength(text),
+        'cache-control': 'no-store',
+      });
+      return void res.end(method === 'HEAD' ? undefined : text);
     }
     const match = ALARM_PATH.exec(path);
     if (match === null) return reply(res, 404, { error: `Not found: ${path}` });
@@ -180,6 +225,8 @@ export async function start(options = {}) {
     server,
     registry,
     transport,
+    history: redis === undefined ? 'memory' : 'redis',
+    metrics,
     /**
      * Stops the feed, closes every session with 1001 (the page reconnects to whatever comes next), then the
      * http server. Idempotent.

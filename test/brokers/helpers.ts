@@ -2,8 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocket } from 'ws';
-import { SessionRegistry } from '../../src/index.js';
-import type { Broker } from '../../src/brokers/broker.js';
+import { SessionRegistry, type Broker } from '../../src/index.js';
 import { wsTransport } from '../../transports/ws.js';
 
 import { Leftovers } from '../transports/clients.js';

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Broker, BrokerContext } from '../../src/brokers/broker.js';
-import { encodeEnvelope } from '../../src/brokers/envelope.js';
+import type { Broker, BrokerContext } from '../../src/index.js';
+import { encodeEnvelope } from '../../brokers/envelope.js';
 import { Message } from '../../src/message.js';
 import {
   Leftovers,
@@ -103,7 +103,13 @@ export function brokerSuite(engine: Engine): void {
           () => node.registry.stats().broker.published === N + 1,
           `${N + 1} confirmed publishes`,
         );
-        expect(node.registry.stats().broker).toEqual({ published: N + 1, failed: 0, received: 2 * (N + 1) });
+        expect(node.registry.stats().broker).toMatchObject({
+          published: N + 1,
+          failed: 0,
+          unconfirmed: 0,
+          received: 2 * (N + 1),
+          malformed: 0,
+        });
         expect(node.errors).toEqual([]);
       }
     });
@@ -168,6 +174,56 @@ export function brokerSuite(engine: Engine): void {
       for (const cl of all) expect(cl.messages.filter((m) => m.startsWith('fence:'))).toHaveLength(3);
     });
 
+    it('a multi-channel publish reaches a session once even while one of its channel subscriptions is pending', async () => {
+      const prefix = engine.prefix('pending');
+      const { broker: real } = await engine.broker(leftovers, prefix);
+      // The real broker, with this node's subscription to "a" held back until the test lets it go.
+      let letGo!: () => void;
+      const gate = new Promise<void>((resolve) => (letGo = resolve));
+      const held: TestBroker = {
+        start: (context) => real.start(context),
+        subscribe: (channel) =>
+          channel === 'a' ? gate.then(() => real.subscribe(channel)) : real.subscribe(channel),
+        unsubscribe: (channel) => real.unsubscribe(channel),
+        publish: (channels, message) => real.publish(channels, message),
+        close: () => real.close(),
+        idle: () => real.idle(),
+      };
+      const { broker: other } = await engine.broker(leftovers, prefix);
+      const a = await startNode(leftovers, `pa-${run}`, other);
+      const b = await startNode(leftovers, `pb-${run}`, held);
+      await connect(leftovers, a, ['a', 'b']);
+      const onB = await connect(leftovers, b, ['a', 'b']);
+      await Promise.all([other.idle(), real.idle()]);
+      // Only "b" is subscribed on node B: the copy on "a" never comes, the one on "b" must be delivered.
+      for (let i = 0; i < 5; i++) a.registry.publish(['a', 'b'], `pending:${i}`);
+      a.registry.publish('b', 'fence:1');
+      await onB.until((m) => m.includes('fence:1'), 'the fence on b');
+      expect(onB.messages).toEqual([
+        'pending:0',
+        'pending:1',
+        'pending:2',
+        'pending:3',
+        'pending:4',
+        'fence:1',
+      ]);
+
+      // Both subscriptions up: both copies arrive, each session still gets the publish once.
+      letGo();
+      // The held subscribe continues before this await does (it was chained on the gate first).
+      await gate;
+      await real.idle();
+      a.registry.publish(['b', 'a'], 'both:1');
+      a.registry.publish(['a', 'b'], 'both:2');
+      a.registry.publish('a', 'fence:2');
+      a.registry.publish('b', 'fence:3');
+      await onB.until((m) => m.includes('fence:2') && m.includes('fence:3'), 'the fences on a and b');
+      expect(onB.messages.slice(6).filter((m) => !m.startsWith('fence:'))).toEqual(['both:1', 'both:2']);
+      // 5 copies on b, then 2 x 2 copies, then the fences.
+      expect(b.registry.stats().broker.received).toBe(5 + 1 + 4 + 2);
+      expect(b.errors).toEqual([]);
+    });
+
     it('binary payloads cross nodes byte for byte; text stays text', async () => {
       const c = await cluster(engine, leftovers, engine.prefix('bin'), 2);
       const [a, b] = c.nodes as [Node, Node];
@@ -195,7 +251,7 @@ export function brokerSuite(engine: Engine): void {
       const c = await cluster(engine, leftovers, prefix);
       const [a, b, cc] = c.nodes as [Node, Node, Node];
       const onA = await connect(leftovers, a, ['common']);
-      await connect(leftovers, b, ['common']);
+      const onB = await connect(leftovers, b, ['common']);
       const onC = await connect(leftovers, cc, ['common']);
       let onlyB = await connect(leftovers, b, ['only-b']);
       await c.idle();
@@ -210,6 +266,7 @@ export function brokerSuite(engine: Engine): void {
       // A fence on a channel C is in: on C's connection it arrives after anything sent before it.
       a.registry.publish('common', 'fence:1');
       await onC.until((m) => m.includes('fence:1'), 'the fence');
+      await onB.until((m) => m.includes('fence:1'), 'the fence on B');
       expect(cc.registry.stats().broker.received - receivedC).toBe(1);
       // The wire-level count, where the engine has one (NATS): one message came in on C's connection.
       if (inboundC !== undefined) expect((c.inbound[2]?.() ?? 0) - inboundC).toBe(1);
@@ -227,6 +284,9 @@ export function brokerSuite(engine: Engine): void {
       a.registry.publish('common', 'fence:2');
       await onC.until((m) => m.includes('fence:2'), 'the second fence');
       await onA.until((m) => m.includes('fence:2'), 'the second fence on A');
+      // B's count is read once B's own copy of the fence arrived (each node has its own connection).
+      await onB.until((m) => m.includes('fence:2'), 'the second fence on B');
+      expect(onB.messages).not.toContain('nobody');
       expect(b.registry.stats().broker.received - receivedB).toBe(1);
       if (inboundB !== undefined) expect((c.inbound[1]?.() ?? 0) - inboundB).toBe(1);
 
@@ -247,7 +307,8 @@ export function brokerSuite(engine: Engine): void {
       const errors: unknown[] = [];
       const context: BrokerContext = {
         nodeId: `churn-${run}`,
-        deliver: (_channels, via, message) => delivered.push(`${via}:${String(message.data)}`),
+        deliver: (_id, _channels, via, message) => delivered.push(`${via}:${String(message.data)}`),
+        malformed: (err) => errors.push(err),
         error: (err) => errors.push(err),
         channels: () => [],
       };

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { chromium } from 'playwright-core';
 import { start } from '../../examples/alarm-center/app.js';
 
@@ -225,6 +226,38 @@ try {
     },
   );
 
+  await check(
+    'a WebSocket this page opens to another host name of the server is refused (403, origin check)',
+    async () => {
+      /** @type {Promise<[unknown, number, string]>} */
+      const rejected = new Promise((resolve) =>
+        registry.once('reject', (request, status, reason) => resolve([request, status, reason])),
+      );
+      // Same server, another name: the browser sends Origin http://127.0.0.1:<port>, Host localhost:<port>.
+      const other = `ws://localhost:${new URL(base).port}/alarms/track-people`;
+      const outcome = await page.evaluate(
+        (url) =>
+          new Promise((resolve) => {
+            const ws = new WebSocket(url);
+            ws.onopen = () => resolve('open');
+            ws.onclose = (event) => resolve(`closed ${event.code}`);
+          }),
+        other,
+      );
+      assert.equal(outcome, 'closed 1006', 'the browser never got a 101');
+      /** @type {NodeJS.Timeout | undefined} */
+      let timer;
+      const [, status] = await Promise.race([
+        rejected,
+        new Promise(
+          (_, reject) => (timer = setTimeout(() => reject(new Error('no reject event')), STEP_TIMEOUT)),
+        ),
+      ]).finally(() => clearTimeout(timer));
+      assert.equal(status, 403);
+      assert.equal(registry.count('track-people'), 1, 'nothing registered for the refused upgrade');
+    },
+  );
+
   await check('GET /stats reports the sessions and deliveries', async () => {
     const res = await fetch(`${base}stats`, { signal: AbortSignal.timeout(STEP_TIMEOUT) });
     assert.equal(res.status, 200);
@@ -237,6 +270,95 @@ try {
     assert.equal(stats.droppedBy.backpressure, 0);
     assert.equal(stats.droppedBy.error, 0);
     assert.equal(stats.errors, 0);
+  });
+
+  /**
+   * The alarm texts the page lists, oldest first (the list shows the newest on top).
+   * @param {import('playwright-core').Page} p
+   */
+  const listed = (p) =>
+    p.evaluate(() =>
+      [...document.querySelectorAll('#alarms li:not(.note) .text')].map((el) => el.textContent).reverse(),
+    );
+
+  /**
+   * Starts a demo on `port`, opens a page on it and runs `fn`; closes both after.
+   * @param {(p: import('playwright-core').Page, restart: () => Promise<void>, base: () => string) => Promise<void>} fn
+   * @param {import('ioredis').Redis | undefined} redis
+   */
+  async function restarting(redis, fn) {
+    const prefix = `fanout-e2e-${randomUUID()}:`;
+    let d = await start({ port: 0, host: '127.0.0.1', interval: 0, redis, prefix });
+    const port = d.port;
+    const p = await /** @type {import('playwright-core').BrowserContext} */ (context).newPage();
+    p.on('pageerror', (err) => pageErrors.push(err.message));
+    try {
+      await p.goto(d.url, { timeout: STEP_TIMEOUT });
+      await waitForState(p, 'open');
+      await fn(
+        p,
+        async () => {
+          await d.close(); // every session closed with 1001: the page starts reconnecting
+          d = await start({ port, host: '127.0.0.1', interval: 0, redis, prefix });
+        },
+        () => d.url,
+      );
+    } finally {
+      await p.close();
+      await d.close();
+      if (redis !== undefined) {
+        const keys = await redis.keys(`${prefix}*`);
+        if (keys.length > 0) await redis.del(...keys);
+      }
+    }
+  }
+
+  await check(
+    'history in Redis: a server restart in the middle of a stream of alarms, every alarm once, in order',
+    async () => {
+      const redis = new Redis({ host: '127.0.0.1', port: 6379 });
+      redis.on('error', () => {});
+      try {
+        await restarting(redis, async (p, restart, url) => {
+          const texts = Array.from({ length: 12 }, (_, i) => `redis ${i + 1} ${randomUUID().slice(0, 8)}`);
+          for (const text of texts.slice(0, 4))
+            assert.equal((await post(url(), 'track-people', { text })).status, 202);
+          await waitForAlarm(p, texts[3]);
+          await restart();
+          // Published by the new server before the page is back: it gets them from the history in Redis.
+          for (const text of texts.slice(4, 8))
+            assert.equal((await post(url(), 'track-people', { text })).status, 202);
+          await waitForState(p, 'open');
+          for (const text of texts.slice(8))
+            assert.equal((await post(url(), 'track-people', { text })).status, 202);
+          await waitForAlarm(p, texts[11]);
+          assert.deepEqual(await listed(p), texts);
+          const notes = await p.evaluate(() =>
+            [...document.querySelectorAll('#alarms li.note')].map((el) => el.className),
+          );
+          assert.deepEqual(notes, ['note recovered'], 'recovered, never resynchronized');
+          const replayed = await p.evaluate(() => document.querySelectorAll('#alarms li.replayed').length);
+          assert.equal(replayed, 4, 'the four alarms published while it was away came from the history');
+        });
+      } finally {
+        redis.disconnect();
+      }
+    },
+  );
+
+  await check('history in memory: after a server restart the page shows that it resynchronized', async () => {
+    await restarting(undefined, async (p, restart, url) => {
+      assert.equal((await post(url(), 'track-people', { text: 'before restart' })).status, 202);
+      await waitForAlarm(p, 'before restart');
+      await restart();
+      assert.equal((await post(url(), 'track-people', { text: 'lost in the restart' })).status, 202);
+      await p.waitForSelector('#alarms li.note.resync', { timeout: STEP_TIMEOUT });
+      const note = await p.textContent('#alarms li.note.resync');
+      assert.match(note ?? '', /resynchronized.*lost its alarm history/);
+      assert.equal((await post(url(), 'track-people', { text: 'after restart' })).status, 202);
+      await waitForAlarm(p, 'after restart');
+      assert.deepEqual(await listed(p), ['before restart', 'after restart']);
+    });
   });
 
   await check('the page threw no errors', async () => {

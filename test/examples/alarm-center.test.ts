@@ -31,12 +31,18 @@ async function client(d: AlarmCenter, channel = 'track-people'): Promise<WebSock
   return ws;
 }
 
+/** The next alarm: the body of the next stream data frame (control frames such as `sub` are skipped). */
 function nextAlarm(ws: WebSocket): Promise<Alarm> {
   return new Promise((resolve, reject) => {
-    ws.once('message', (data, isBinary) => {
-      if (isBinary) reject(new Error('expected a text frame'));
-      else resolve(JSON.parse(String(data)) as Alarm);
-    });
+    const onMessage = (data: Buffer, isBinary: boolean) => {
+      if (isBinary) return reject(new Error('expected a text frame'));
+      const text = String(data);
+      const nl = text.indexOf('\n');
+      if (!text.startsWith('\u001e[1,"m",') || nl === -1) return; // a control frame
+      ws.off('message', onMessage);
+      resolve(JSON.parse(text.slice(nl + 1)) as Alarm);
+    };
+    ws.on('message', onMessage);
     ws.once('close', (code) => reject(new Error(`closed with ${code} before a message`)));
   });
 }
@@ -83,7 +89,10 @@ describe('alarm-center demo', () => {
     const people = await client(d, 'track-people');
     const fire = await client(d, 'fire');
     const fireMessages: unknown[] = [];
-    fire.on('message', (m) => fireMessages.push(m));
+    // Data frames only: the stream's control frame (`sub`, the position on joining) is not an alarm.
+    fire.on('message', (m) => {
+      if (String(m).startsWith('\u001e[1,"m",')) fireMessages.push(m);
+    });
     const received = nextAlarm(people);
     const res = await request(
       d,
@@ -178,8 +187,14 @@ describe('alarm-center demo', () => {
     const page = await request(d, 'GET', '/');
     expect(page.status).toBe(200);
     expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
-    expect(page.body).toContain('new WebSocket(');
+    expect(page.body).toContain("import { FanoutClient } from '/client.js'");
     expect(page.body).not.toMatch(/<script[^>]+src=|<link[^>]+href="http/);
+    // fanout/client, served from the same origin as built: one module with no imports of its own.
+    const script = await request(d, 'GET', '/client.js');
+    expect(script.status).toBe(200);
+    expect(script.headers['content-type']).toBe('text/javascript; charset=utf-8');
+    expect(script.body).toContain('class FanoutClient');
+    expect(script.body).not.toMatch(/^\s*import\s/m);
     for (const [path, status] of [
       ['/elsewhere', 404],
       ['/alarms/a%20b', 400],
@@ -205,6 +220,81 @@ describe('alarm-center demo', () => {
     expect([...stats.channelNames].sort()).toEqual(['fire', 'track-people']);
   });
 
+  it('serves Prometheus metrics at /metrics that match what the clients did', async () => {
+    const d = await demo();
+    // Every frame and byte each client receives, from the first one (a stream's `sub` control frame on open).
+    let bytes = 0;
+    let frames = 0;
+    let alarms = 0;
+    let wake: (() => void) | null = null;
+    const counted = async (channel: string): Promise<WebSocket> => {
+      const ws = new WebSocket(`${d.url.replace('http', 'ws')}alarms/${channel}`);
+      leftovers.push(() => dispose(ws));
+      ws.on('message', (data: Buffer) => {
+        bytes += data.length;
+        frames++;
+        if (String(data).startsWith('\u001e[1,"m",')) alarms++;
+        wake?.();
+      });
+      await once(ws, 'open');
+      return ws;
+    };
+    const until = (done: () => boolean) =>
+      new Promise<void>((resolve) => {
+        wake = () => {
+          if (done()) resolve();
+        };
+        wake();
+      });
+    await counted('track-people');
+    const b = await counted('track-people');
+    await counted('fire');
+    await until(() => frames === 3);
+    // Refused before the 101: a bad channel name (400).
+    const refused = new WebSocket(`${d.url.replace('http', 'ws')}alarms/bad%20name`);
+    refused.on('error', () => {});
+    const [, res400] = (await once(refused, 'unexpected-response')) as [unknown, http.IncomingMessage];
+    expect(res400.statusCode).toBe(400);
+    res400.resume();
+
+    // Four publishes: three to two sessions, one to one.
+    for (const text of ['one', 'two', 'three']) {
+      const r = await request(d, 'POST', '/alarms/track-people', JSON.stringify({ text }));
+      expect(r.status).toBe(202);
+    }
+    expect((await request(d, 'POST', '/alarms/fire', JSON.stringify({ text: 'four' }))).status).toBe(202);
+    await until(() => alarms === 7);
+
+    // One client leaves with an application close code.
+    const gone = new Promise<void>((resolve) => d.registry.once('close', () => resolve()));
+    b.close(4001, 'bye');
+    await gone;
+
+    const res = await request(d, 'GET', '/metrics');
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
+    const m = parseMetrics(res.body);
+    expect(m.get('fanout_sessions{transport="ws"}')).toBe(2);
+    expect(m.get('fanout_channels')).toBe(2);
+    expect(m.get('fanout_sessions_opened_total')).toBe(3);
+    expect(m.get('fanout_published_total')).toBe(4);
+    // Seven alarms and one control frame per session, every byte of them.
+    expect(frames).toBe(10);
+    expect(m.get('fanout_delivered_total')).toBe(frames);
+    expect(m.get('fanout_delivered_bytes_total')).toBe(bytes);
+    for (const reason of ['backpressure', 'closed', 'error'])
+      expect(m.get(`fanout_dropped_total{reason="${reason}"}`)).toBe(0);
+    expect(m.get('fanout_rejected_total{status="400"}')).toBe(1);
+    expect(m.get('fanout_closes_total{code="4xxx"}')).toBe(1);
+    expect(m.get('fanout_publish_duration_seconds_count')).toBe(4);
+    expect(m.get('fanout_publish_duration_seconds_bucket{le="+Inf"}')).toBe(4);
+    expect(m.get('fanout_skipped_total')).toBe(0);
+    expect(m.get('fanout_conflated_total')).toBe(0);
+    expect(m.get('fanout_broker_published_total')).toBe(0);
+    expect(d.registry.stats()).toMatchObject({ delivered: 10, published: 4, rejected: 1 });
+    expect((await request(d, 'POST', '/metrics')).status).toBe(405);
+  });
+
   it('close() closes sessions with 1001 and the server, and is idempotent', async () => {
     const d = await start({ port: 0, interval: 10 });
     const ws = await client(d);
@@ -223,3 +313,14 @@ describe('alarm-center demo', () => {
     await expect(start({ port: 0, host: '' })).rejects.toThrow(/"host"/);
   });
 });
+
+/** The Prometheus text format as `name{labels}` -> value (comments skipped). */
+function parseMetrics(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const at = line.lastIndexOf(' ');
+    out.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return out;
+}

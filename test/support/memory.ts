@@ -1,4 +1,5 @@
 import {
+  attachTransport,
   BaseSession,
   fanoutLoop,
   type Message,
@@ -16,7 +17,7 @@ export class MemoryTransport<TData = unknown> implements Transport {
   readonly host: TransportHost<TData>;
   fanouts = 0;
   constructor(registry: SessionRegistry<TData>) {
-    this.host = registry.attach(this);
+    this.host = attachTransport(registry, this);
   }
   fanout(
     message: Message,

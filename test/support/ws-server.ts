@@ -1,6 +1,7 @@
 import http from 'node:http';
+import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { SessionRegistry, type RegistryOptions } from '../../src/index.js';
+import { SessionRegistry, type RegistryOptions, type Session } from '../../src/index.js';
 import { wsTransport, type WsTransport, type WsTransportOptions } from '../../transports/ws.js';
 import type { Leftovers } from '../transports/clients.js';
 
@@ -33,8 +34,17 @@ export async function startWs<TData = unknown>(
   return { registry, transport, server, url: `ws://127.0.0.1:${port}` };
 }
 
-/** Resolves with the arguments of the next `event` the emitter fires. */
-export function once<T extends unknown[] = unknown[]>(emitter: object, event: string): Promise<T> {
-  const target = emitter as { once(event: string, fn: (...args: T) => void): unknown };
-  return new Promise((resolve) => target.once(event, (...args: T) => resolve(args)));
+/**
+ * Counts the `socket.write` calls on the server side of a ws `session` from now on (the transport's writes: one
+ * per flush of what it held for the session). Returns the count so far.
+ */
+export function countWrites(session: Session): () => number {
+  const socket = (session as unknown as { ws: { _socket: net.Socket } }).ws._socket;
+  let writes = 0;
+  const write = socket.write.bind(socket);
+  socket.write = ((...args: Parameters<typeof write>) => {
+    writes++;
+    return write(...args);
+  }) as typeof socket.write;
+  return () => writes;
 }

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import net from 'node:net';
 import { WebSocket, type ClientOptions } from 'ws';
 import type { RegistryEvents, SessionRegistry } from '../../src/index.js';
 
@@ -144,5 +145,60 @@ export function next<TData, E extends keyof RegistryEvents<TData>>(
   });
   return within(p, ms, `the "${String(event)}" event`).finally(() =>
     emitter.off(event, listener as Listener),
+  );
+}
+
+export interface RawAnswer {
+  /** The status of the answer's status line (101 when the upgrade was accepted; 0 when closed unanswered). */
+  status: number;
+  /** Header names in lower case. */
+  headers: Record<string, string>;
+}
+
+/**
+ * Sends a hand-written upgrade request (a valid handshake unless `headers` overrides a field; a header set to
+ * null is left out) and resolves with the answer's status line and headers (status 0 when the server closed the
+ * connection without answering). The socket is closed after.
+ */
+export function rawUpgrade(
+  url: string,
+  headers: Record<string, string | null> = {},
+  method = 'GET',
+): Promise<RawAnswer> {
+  const { hostname, port, pathname, search } = new URL(url);
+  const all: Record<string, string | null> = {
+    Host: `${hostname}:${port}`,
+    Upgrade: 'websocket',
+    Connection: 'Upgrade',
+    'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
+    'Sec-WebSocket-Version': '13',
+    ...headers,
+  };
+  let request = `${method} ${pathname}${search} HTTP/1.1\r\n`;
+  for (const [name, value] of Object.entries(all)) if (value !== null) request += `${name}: ${value}\r\n`;
+  request += '\r\n';
+  return within(
+    new Promise<RawAnswer>((resolve, reject) => {
+      const socket = net.connect(Number(port), hostname);
+      let text = '';
+      socket.on('data', (chunk: Buffer) => {
+        text += chunk.toString('latin1');
+        const end = text.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        const [statusLine = '', ...lines] = text.slice(0, end).split('\r\n');
+        const answer: RawAnswer = { status: Number(statusLine.split(' ')[1]), headers: {} };
+        for (const line of lines) {
+          const colon = line.indexOf(':');
+          answer.headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+        }
+        resolve(answer);
+        socket.destroy();
+      });
+      socket.on('error', reject);
+      socket.on('close', () => resolve({ status: 0, headers: {} }));
+      socket.write(request);
+    }),
+    10_000,
+    `the answer to a raw upgrade of ${url}`,
   );
 }

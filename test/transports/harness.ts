@@ -23,6 +23,12 @@ export const DIFFERENCES = {
    */
   'backpressure-batched':
     'the buffer may pass the limit by up to 32 queued small messages before the policy acts',
+  /**
+   * The socket library checks `Sec-WebSocket-Key` itself, before the transport sees the request: a missing or
+   * malformed key gets the connection closed without an HTTP answer, and nothing is counted.
+   */
+  'handshake-key-closed-unanswered':
+    'a missing or malformed Sec-WebSocket-Key closes the connection without an answer (not counted)',
 } as const;
 
 export type DifferenceName = keyof typeof DIFFERENCES;

@@ -10,7 +10,11 @@ import { WebSocket, type ClientOptions } from 'ws';
 import { HttpError, type Message, type Session, type SessionRegistry } from '../../src/index.js';
 import { connect, connectMany, Leftovers, next, upgradeStatus, within, type Client } from './clients.js';
 import type { StartOptions, Started, TransportUnderTest } from './harness.js';
+import { defineDoorSecurityTests, defineDoorTests } from './suite-door.js';
 import { defineStallTests } from './suite-stall.js';
+import { defineSlowConsumerTests } from './suite-slow.js';
+import { defineCrossNodeSlowTests } from './suite-slow-nodes.js';
+import { defineTurnTests } from './suite-turns.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const childScript = fileURLToPath(new URL('./child-close.ts', import.meta.url));
@@ -392,6 +396,11 @@ export function defineTransportSuite(t: TransportUnderTest): void {
     });
 
     defineStallTests(ctx);
+    defineDoorTests(ctx);
+    defineDoorSecurityTests(ctx);
+    defineSlowConsumerTests(ctx);
+    defineCrossNodeSlowTests(ctx);
+    defineTurnTests(ctx);
 
     it('registry.close() closes every session with 1001 and resolves once they are gone', async () => {
       const s = await start();
@@ -427,6 +436,26 @@ export function defineTransportSuite(t: TransportUnderTest): void {
       });
     }, 30_000);
 
+    it('a session closed by a subscribe listener while it opens leaves no ghost in any channel', async () => {
+      const s = await start({ transport: { authenticate: () => ({ channels: ['g1', 'g2', 'g3'] }) } });
+      const events: string[] = [];
+      s.registry.on('subscribe', (session, channel) => {
+        events.push(`subscribe:${channel}`);
+        if (channel === 'g1') session.close(4005, 'not now');
+      });
+      s.registry.on('open', () => events.push('open'));
+      const closed = next(s.registry, 'close');
+      s.registry.on('close', (session, code) => events.push(`close:${code}:${session.channels.size}`));
+      const client = await connect(leftovers, `${s.url}/ghost`);
+      await within(closed, 5000, 'close event');
+      expect(await within(client.closed, 5000, 'client closed')).toMatchObject({ code: 4005 });
+      expect(events.slice(0, 2)).toEqual(['subscribe:g1', 'open']);
+      expect(events.filter((e) => e.startsWith('close:'))).toEqual(['close:4005:0']);
+      expect(s.registry.channels()).toEqual([]);
+      s.registry.publish(['g1', 'g2', 'g3'], 'after');
+      expect(s.registry.stats()).toMatchObject({ sessions: 0, channels: 0, delivered: 0 });
+    });
+
     it('throws on bad options, naming the option', async () => {
       const cases: [Record<string, unknown>, RegExp, ErrorConstructor][] = [
         [{ maxPayload: 0 }, /maxPayload/, RangeError],
@@ -440,6 +469,13 @@ export function defineTransportSuite(t: TransportUnderTest): void {
         [{ authenticate: 5 }, /authenticate/, TypeError],
         [{ channels: 'a' }, /channels/, TypeError],
         [{ bogus: true }, /bogus/, TypeError],
+        [{ origins: 5 }, /origins/, TypeError],
+        [{ origins: ['example.com'] }, /origins/, TypeError],
+        [{ origins: ['https://a.test/path'] }, /origins/, TypeError],
+        [{ maxSessions: 0 }, /maxSessions/, RangeError],
+        [{ maxSessionsPerAddress: 'x' }, /maxSessionsPerAddress/, TypeError],
+        [{ addressHeader: 'no spaces' }, /addressHeader/, TypeError],
+        [{ handshakeTimeout: 0 }, /handshakeTimeout/, RangeError],
       ];
       for (const [options, name, type] of cases) {
         const attempt = t.start({ transport: options });

@@ -35,8 +35,9 @@ export const uwsHarness: TransportUnderTest = {
   heartbeat: { options: UWS_HEARTBEAT, bound: uwsHeartbeatBound(UWS_HEARTBEAT) },
   differences: {
     'protocol-error-without-close-frame':
-      'uWS closes the TCP connection on an oversized message or invalid UTF-8 (no close frame); ' +
-      'the transport maps the close handler reason to 1009/1007 for the registry',
+      'uWS closes the TCP connection from C++ on an oversized message, invalid UTF-8 or an invalid frame, before ' +
+      'any JS runs (no close frame can be sent; see docs/transports.md); the transport maps the close handler ' +
+      'reason to 1009/1007 for the registry',
     'backpressure-batched':
       'uWS pub/sub queues up to 32 messages under 16 KiB per socket before writing them, so getBufferedAmount() ' +
       'lags by that batch; the transport checks it after every publish',

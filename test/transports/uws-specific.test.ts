@@ -201,6 +201,26 @@ describe('uWS fan-out', () => {
   });
 });
 
+describe('uWS: what an idle session holds', () => {
+  it('no per-session copies of what its transport knows; the socket holds the session alone', async () => {
+    const registry = new SessionRegistry();
+    const app = uWS.App();
+    uwsTransport(registry, { app });
+    const url = await listen(app, registry);
+    const opened = new Promise<Session>((r) => registry.once('open', r));
+    await connect(leftovers, `${url}/n`);
+    const session = await opened;
+    const own = Object.getOwnPropertyNames(session);
+    for (const name of ['transport', 'host', 'backpressure', 'congested', 'writing'])
+      expect(own).not.toContain(name);
+    expect(session.transport).toBe('uws');
+    expect((session as unknown as { congested: boolean }).congested).toBe(false);
+    // The upgrade's request (headers, query) is released once the session opened.
+    const ws = (session as unknown as { ws: uWS.WebSocket<Record<string, unknown>> }).ws;
+    expect(ws.getUserData()['pending']).toBeNull();
+  });
+});
+
 describe('uWS closed sockets', () => {
   it('never touches a closed socket, whatever listeners do during close and fan-out', async () => {
     const registry = new SessionRegistry();

@@ -1,23 +1,75 @@
-import type { BrokerContext } from './broker.js';
+import { assertInteger, assertKnownKeys, assertObject, type BrokerContext } from '../src/index.js';
 import { decodeEnvelope } from './envelope.js';
-import { assertInteger, assertKnownKeys, assertObject } from '../options.js';
 
-/** @internal Validates a broker factory's options object and its `timeout`. */
+/** Bounds on what may wait for the broker at once; past either, a publish fails at once. */
+export interface MaxPending {
+  /** Publishes. Default 10,000. */
+  messages?: number;
+  /** Bytes of their envelopes (counted once per channel). Default 16 MiB. */
+  bytes?: number;
+}
+
+export const DEFAULT_MAX_PENDING: Readonly<Required<MaxPending>> = Object.freeze({
+  messages: 10_000,
+  bytes: 16 * 1024 * 1024,
+});
+
+/** @internal What every broker factory shares, validated. */
+export interface CommonBrokerOptions {
+  timeout: number;
+  maxPending: Readonly<Required<MaxPending>>;
+}
+
+/** @internal Validates a broker factory's options object, its `timeout` and its `maxPending`. */
 export function brokerOptions(
   options: unknown,
   where: string,
   known: readonly string[],
-): Record<string, unknown> & { timeout: number } {
+): Record<string, unknown> & CommonBrokerOptions {
   assertObject(options, 'options');
-  assertKnownKeys(options, [...known, 'timeout'], where);
+  assertKnownKeys(options, [...known, 'timeout', 'maxPending'], where);
   const timeout =
     options['timeout'] === undefined ? 2000 : assertInteger(options['timeout'], 'timeout', 1, 600_000);
-  return { ...options, timeout };
+  let maxPending = DEFAULT_MAX_PENDING;
+  const max = options['maxPending'];
+  if (max !== undefined) {
+    assertObject(max, 'maxPending');
+    assertKnownKeys(max, ['messages', 'bytes'], '"maxPending"');
+    maxPending = Object.freeze({
+      messages:
+        max['messages'] === undefined
+          ? DEFAULT_MAX_PENDING.messages
+          : assertInteger(max['messages'], 'maxPending.messages', 1, 10_000_000),
+      bytes:
+        max['bytes'] === undefined
+          ? DEFAULT_MAX_PENDING.bytes
+          : assertInteger(max['bytes'], 'maxPending.bytes', 1024, 2 ** 40),
+    });
+  }
+  return { ...options, timeout, maxPending };
+}
+
+/**
+ * @internal Throws a TypeError naming `option` unless `value` is an object with these members (by `typeof`):
+ * the user's client is checked before anything is wired to it.
+ */
+export function assertClient(
+  value: unknown,
+  option: string,
+  members: Record<string, 'function' | 'string'>,
+  expected: string,
+): void {
+  const ok =
+    typeof value === 'object' &&
+    value !== null &&
+    Object.entries(members).every(([key, type]) => typeof (value as Record<string, unknown>)[key] === type);
+  if (!ok) throw new TypeError(`The "${option}" option must be ${expected}`);
 }
 
 /**
  * @internal Delivers one received envelope: echoes of this node are skipped, anything malformed or not naming
- * the channel that carried it is reported through `context.error` and ignored. Never throws.
+ * the channel that carried it is counted and reported through `context.malformed` and ignored. Runs inside the
+ * client library's event handler: never throws.
  */
 export function receive(context: BrokerContext, via: string, bytes: Uint8Array, where: string): void {
   let envelope;
@@ -27,19 +79,30 @@ export function receive(context: BrokerContext, via: string, bytes: Uint8Array, 
       throw new Error(`its channels do not include ${JSON.stringify(via)}`);
     }
   } catch (err) {
-    context.error(
+    report(
+      context,
       new Error(
         `${where}: ignored a malformed message on channel ${JSON.stringify(via)}: ${(err as Error).message}`,
       ),
+      true,
     );
     return;
   }
   if (envelope === null) return;
   try {
-    context.deliver(envelope.channels, via, envelope.message);
+    context.deliver(envelope.id, envelope.channels, via, envelope.message);
   } catch (err) {
-    // Inside the client library's event handler: a throw here would reach ioredis/NATS internals.
-    context.error(err);
+    report(context, err, false);
+  }
+}
+
+/** Reports without ever throwing into the client library (a third-party context may throw). */
+function report(context: BrokerContext, err: unknown, malformed: boolean): void {
+  try {
+    if (malformed) context.malformed(err);
+    else context.error(err);
+  } catch {
+    // Nothing left to tell; the client library must keep running.
   }
 }
 
@@ -75,17 +138,7 @@ export class Interest {
 
   /** Queues a reconcile of `channel` to the wanted state. */
   reconcile(channel: string): Promise<void> {
-    const previous = this.#chains.get(channel) ?? this.#gate;
-    const next = previous.then(() => this.#apply(channel, this.desired.has(channel)));
-    const settled = next.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.#chains.set(channel, settled);
-    void settled.then(() => {
-      if (this.#chains.get(channel) === settled) this.#chains.delete(channel);
-    });
-    return next;
+    return chainOn(this.#chains, channel, this.#gate, () => this.#apply(channel, this.desired.has(channel)));
   }
 
   /** Resolves once no reconcile is queued or running. */
@@ -189,4 +242,27 @@ interface Pending {
 function expire(entry: Pending, error: Error): void {
   entry.onExpire?.();
   entry.reject(error);
+}
+
+/**
+ * @internal Runs `step` after everything already chained on `key` (or after `start` when nothing is), so the
+ * steps of one key run one at a time, in call order; a failed step does not stop the next. The key is
+ * forgotten once its last step settled. Resolves or rejects like `step`.
+ */
+export function chainOn<T>(
+  chains: Map<string, Promise<void>>,
+  key: string,
+  start: Promise<void>,
+  step: () => Promise<T>,
+): Promise<T> {
+  const next = (chains.get(key) ?? start).then(step);
+  const settled = next.then(
+    () => undefined,
+    () => undefined,
+  );
+  chains.set(key, settled);
+  void settled.then(() => {
+    if (chains.get(key) === settled) chains.delete(key);
+  });
+  return next;
 }

@@ -1,9 +1,11 @@
+// The published declarations use Node's types (Buffer, http): consumers get them without `types: ["node"]`.
+/// <reference types="node" preserve="true" />
 // Types only: the user's own connection is what runs, so fanout never loads the NATS client itself.
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import type { Broker, BrokerContext } from './broker.js';
-import type { Message } from '../message.js';
-import { Deadlines, Interest, brokerOptions, receive } from './common.js';
-import { assertWireName, encodeEnvelope } from './envelope.js';
+import { UnconfirmedPublishError, type Broker, type BrokerContext } from '../src/index.js';
+import { BrokerBase, type LinkState } from './base.js';
+import { assertClient, brokerOptions, receive, type CommonBrokerOptions, type MaxPending } from './common.js';
+import { assertWireName } from './envelope.js';
 
 export interface NatsBrokerOptions {
   /** Your connection from `connect()` of `@nats-io/transport-node` (v3). It is used, never closed. */
@@ -15,9 +17,15 @@ export interface NatsBrokerOptions {
   prefix?: string;
   /**
    * How long a publish may wait for the connection and for the server to confirm it (a coalesced flush), in
-   * ms; past that it fails (counted in `stats().broker.failed`). Also bounds subscribe confirmations. Default 2000.
+   * ms. Not written by then: it fails (`stats().broker.failed`); written but not confirmed: it is unconfirmed
+   * (`stats().broker.unconfirmed`). Also bounds subscribe confirmations. Default 2000.
    */
   timeout?: number;
+  /**
+   * What may wait for NATS at once (publishes not yet confirmed, including unconfirmed ones the client still
+   * holds); past it a publish fails at once. Default `{ messages: 10000, bytes: 16 MiB }`.
+   */
+  maxPending?: MaxPending;
 }
 
 /** The NATS broker, with a way for tests and health checks to wait until every interest change is confirmed. */
@@ -74,54 +82,40 @@ export function tokenChannel(token: string): string {
  * The NATS client buffers publishes made while disconnected and discards that buffer when it reconnects, so
  * this broker never publishes while it knows the connection is down (it waits up to `timeout` for the
  * reconnect, then fails), and confirms every publish with a flush (one PING per batch of publishes made in the
- * same tick): a publish resolves only once the server has processed it.
+ * same tick): a publish resolves only once the server has processed it. One written to a hung server is
+ * unconfirmed after `timeout`; the server processes it, late, if it resumes before the client gives up on it.
  */
 export function natsBroker(options: NatsBrokerOptions): NatsBroker {
   const opts = brokerOptions(options, 'natsBroker', ['connection', 'prefix']);
   const nc = opts['connection'] as NatsConnection;
-  if (
-    typeof nc !== 'object' ||
-    nc === null ||
-    typeof nc.publish !== 'function' ||
-    typeof nc.subscribe !== 'function' ||
-    typeof nc.status !== 'function'
-  ) {
-    throw new TypeError('The "connection" option must be a NatsConnection (await connect(...))');
-  }
+  assertClient(
+    nc,
+    'connection',
+    { publish: 'function', subscribe: 'function', status: 'function' },
+    'a NatsConnection (await connect(...))',
+  );
   const prefix = opts['prefix'] === undefined ? 'fanout.' : opts['prefix'];
   if (typeof prefix !== 'string' || !PREFIX.test(prefix)) {
     throw new TypeError(
       `The "prefix" option must be empty or NATS subject tokens each followed by "." (no spaces, "*" or ">"); got ${JSON.stringify(prefix)}`,
     );
   }
-  return new NatsBrokerImpl(nc, prefix, opts.timeout);
+  return new NatsBrokerImpl(nc, prefix, opts);
 }
 
-class NatsBrokerImpl implements NatsBroker {
+class NatsBrokerImpl extends BrokerBase implements NatsBroker {
   readonly prefix: string;
   readonly #nc: NatsConnection;
-  readonly #timeout: number;
-  readonly #deadlines: Deadlines;
-  readonly #interest: Interest;
   readonly #subs = new Map<string, Subscription>();
   readonly #subjects = new Map<string, string>();
-  #context: BrokerContext | null = null;
   #connected = true;
-  #closed = false;
   #status: AsyncIterable<unknown> | null = null;
   #flushing: Promise<void> | null = null;
-  #reconnected: Promise<void> | null = null;
-  #markReconnected: (() => void) | null = null;
-  readonly #started: Promise<void>;
-  #markStarted!: () => void;
 
-  constructor(nc: NatsConnection, prefix: string, timeout: number) {
+  constructor(nc: NatsConnection, prefix: string, options: CommonBrokerOptions) {
+    super(WHERE, options);
     this.#nc = nc;
     this.prefix = prefix;
-    this.#timeout = timeout;
-    this.#deadlines = new Deadlines(timeout);
-    this.#interest = new Interest((channel, on) => this.#apply(channel, on));
-    this.#started = new Promise((resolve) => (this.#markStarted = resolve));
   }
 
   subject(channel: string): string {
@@ -134,73 +128,40 @@ class NatsBrokerImpl implements NatsBroker {
     return subject;
   }
 
-  start(context: BrokerContext): void {
-    if (this.#context !== null) throw new Error(`${WHERE}: already started (one broker per registry)`);
-    this.#context = context;
+  protected attach(context: BrokerContext): void {
     const status = this.#nc.status();
     this.#status = status;
     void this.#watch(status, context).catch((err: unknown) => context.error(err));
-    this.#interest.open();
-    this.#markStarted();
   }
 
-  subscribe(channel: string): Promise<void> {
-    return this.#interest.want(channel, true);
-  }
-
-  unsubscribe(channel: string): Promise<void> {
-    return this.#interest.want(channel, false);
-  }
-
-  async idle(): Promise<void> {
-    await this.#started;
-    if (!this.#connected) await this.#whenReconnected();
-    await this.#interest.idle();
+  protected async listening(): Promise<void> {
+    if (!this.#connected) await this.whenReady();
+    await this.interest.idle();
     // After a reconnect the client resent its subscriptions; the PONG proves the server has them.
-    if (!this.#closed && !this.#nc.isClosed()) {
-      await this.#deadlines.wrap(
+    if (!this.closed && !this.#nc.isClosed()) {
+      await this.deadlines.wrap(
         this.#flush(),
-        () => new Error(`${WHERE}: no flush reply in ${this.#timeout} ms`),
+        () => new Error(`${WHERE}: no flush reply in ${this.timeout} ms`),
       );
     }
   }
 
-  publish(channels: readonly string[], message: Message): Promise<void> {
-    try {
-      return this.#publish(channels, message);
-    } catch (err) {
-      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
-    }
+  protected state(): LinkState {
+    if (this.#nc.isClosed()) return 'closed';
+    return this.#connected ? 'ready' : 'waiting';
   }
 
-  #publish(channels: readonly string[], message: Message): Promise<void> {
-    const context = this.#context;
-    if (this.#closed) return Promise.reject(new Error(`${WHERE}: closed`));
-    if (this.#nc.isClosed())
-      return Promise.reject(new Error(`${WHERE}: the NATS connection is closed; publish not sent`));
-    // The registry starts its broker a microtask after construction; a publish before that waits for it.
-    if (context === null) {
-      return this.#deadlines.wrap(
-        this.#started.then(() => this.#publish(channels, message)),
-        () => new Error(`${WHERE}: not started within ${this.#timeout} ms; publish not sent`),
+  protected send(channels: readonly string[], envelope: Buffer): Promise<void> {
+    // A throw here (payload over the server's max_payload, a closed connection) means nothing was written.
+    for (const channel of channels) this.#nc.publish(this.subject(channel), envelope);
+    return this.#flush().catch((err: unknown) => {
+      throw new UnconfirmedPublishError(
+        `${WHERE}: publish written but not confirmed (${err instanceof Error ? err.message : String(err)}); it may arrive late or never`,
       );
-    }
-    const envelope = encodeEnvelope(context.nodeId, channels, message);
-    if (this.#connected) return this.#deadlines.wrap(this.#send(channels, envelope), () => this.#timedOut());
-    let expired = false;
-    return this.#deadlines.wrap(
-      this.#whenReconnected().then(() => (expired ? undefined : this.#send(channels, envelope))),
-      () => this.#timedOut(),
-      () => (expired = true),
-    );
+    });
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    // Publishes in flight settle first (each within `timeout`): closing must not turn them into failures.
-    await this.#deadlines.idle();
-    this.#deadlines.clear(new Error(`${WHERE}: closed`));
+  protected async release(): Promise<void> {
     (this.#status as { stop?: () => void } | null)?.stop?.();
     if (!this.#nc.isClosed()) for (const sub of this.#subs.values()) sub.unsubscribe();
     this.#subs.clear();
@@ -210,7 +171,7 @@ class NatsBrokerImpl implements NatsBroker {
     for await (const s of status) {
       const event = s as { type: string; error?: unknown };
       if (event.type === 'disconnect') {
-        if (this.#connected && !this.#closed) {
+        if (this.#connected && !this.closed) {
           context.error(
             new Error(`${WHERE}: connection lost; cross-node delivery is paused until NATS is back`),
           );
@@ -218,16 +179,16 @@ class NatsBrokerImpl implements NatsBroker {
         this.#connected = false;
       } else if (event.type === 'reconnect') {
         this.#connected = true;
-        this.#markReconnected?.();
-      } else if (event.type === 'error' && !this.#closed) {
+        this.ready();
+      } else if (event.type === 'error' && !this.closed) {
         context.error(event.error);
       }
     }
   }
 
-  #apply(channel: string, on: boolean): Promise<void> {
-    const context = this.#context;
-    if (context === null || this.#closed || this.#nc.isClosed()) return Promise.resolve();
+  protected apply(channel: string, on: boolean): Promise<void> {
+    const context = this.context;
+    if (context === null || this.closed || this.#nc.isClosed()) return Promise.resolve();
     const sub = this.#subs.get(channel);
     if (on && sub === undefined) {
       const subject = this.subject(channel);
@@ -235,8 +196,14 @@ class NatsBrokerImpl implements NatsBroker {
         channel,
         this.#nc.subscribe(subject, {
           callback: (err, msg) => {
-            if (err !== null) context.error(err);
-            else receive(context, channel, msg.data, WHERE);
+            if (err === null) receive(context, channel, msg.data, WHERE);
+            else {
+              try {
+                context.error(err);
+              } catch {
+                // Inside the NATS client's dispatch: nothing may escape.
+              }
+            }
           },
         }),
       );
@@ -246,18 +213,13 @@ class NatsBrokerImpl implements NatsBroker {
     } else return Promise.resolve();
     // While disconnected the client sends its subscriptions itself when it reconnects.
     if (!this.#connected) return Promise.resolve();
-    return this.#deadlines.wrap(
+    return this.deadlines.wrap(
       this.#flush(),
       () =>
         new Error(
-          `${WHERE}: NATS did not confirm the ${on ? '' : 'un'}subscription of ${channel} in ${this.#timeout} ms`,
+          `${WHERE}: NATS did not confirm the ${on ? '' : 'un'}subscription of ${channel} in ${this.timeout} ms`,
         ),
     );
-  }
-
-  #send(channels: readonly string[], envelope: Buffer): Promise<void> {
-    for (const channel of channels) this.#nc.publish(this.subject(channel), envelope);
-    return this.#flush();
   }
 
   /** One flush for every publish of this tick: its PONG proves the server processed all of them. */
@@ -266,21 +228,5 @@ class NatsBrokerImpl implements NatsBroker {
       this.#flushing = null;
       return this.#nc.flush();
     }));
-  }
-
-  #whenReconnected(): Promise<void> {
-    return (this.#reconnected ??= new Promise<void>((resolve) => {
-      this.#markReconnected = () => {
-        this.#reconnected = null;
-        this.#markReconnected = null;
-        resolve();
-      };
-    }));
-  }
-
-  #timedOut(): Error {
-    return new Error(
-      `${WHERE}: publish not confirmed by NATS within ${this.#timeout} ms (${this.#connected ? 'connected' : 'disconnected'})`,
-    );
   }
 }
