@@ -351,6 +351,17 @@ export class World {
    * delivered to it, then checks every invariant.
    */
   async settle(): Promise<void> {
+    // Publishes to a busy channel are held for up to one coalescing window (stats().coalescing) before they are
+    // fanned out and counted; when every recipient is stalled or closing nothing else waits for that, and no
+    // event says it happened, so this polls. Bounded: a hold that never lets go fails the step.
+    const held = Date.now();
+    while (this.registry.stats().coalescing > 0) {
+      if (Date.now() - held > SETTLE_MS)
+        throw new Error(
+          `the channel hold still holds ${this.registry.stats().coalescing} publishes after ${SETTLE_MS} ms`,
+        );
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
     // A server-side close of a client that does not read waits for its closing handshake (ws: up to its close
     // timeout); it may stay closing across steps until the client reads again or the run ends.
     await this.waitFor(

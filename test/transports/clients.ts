@@ -21,11 +21,17 @@ export class Leftovers {
   }
 }
 
-/** Rejects with `what` after `ms` unless `promise` settles first. Bounds every wait in the suite. */
-export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+/**
+ * Rejects with `what` (a function: read when the time is up) after `ms` unless `promise` settles first. Bounds
+ * every wait in the suite.
+ */
+export function within<T>(promise: Promise<T>, ms: number, what: string | (() => string)): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms waiting for ${what}`)), ms);
+    timer = setTimeout(() => {
+      const text = typeof what === 'string' ? what : what();
+      reject(new Error(`Timed out after ${ms} ms waiting for ${text}`));
+    }, ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
@@ -77,7 +83,7 @@ export function connect(leftovers: Leftovers, url: string, options?: ClientOptio
               ? Promise.resolve(messages)
               : new Promise<string[]>((r) => waiters.push({ n, resolve: r })),
             ms,
-            `${n} messages (got ${messages.length})`,
+            () => `${n} messages (got ${messages.length})`,
           ),
       });
     });
