@@ -9,7 +9,7 @@ import { hostOf } from './session.js';
 import type { Transport, TransportHost } from './transport.js';
 import { BrokerLink } from './broker-link.js';
 import { ChannelHold } from './channel-hold.js';
-import { CHANNEL, ChannelIndex, NONE } from './channel-index.js';
+import { CHANNEL, ChannelIndex, NONE, type Group } from './channel-index.js';
 import { createHost } from './host.js';
 import { RegistryCounters, type RegistryStats } from './stats.js';
 import { StreamLayer } from './streams/layer.js';
@@ -95,16 +95,8 @@ export class SessionRegistry<TData = unknown, TChannels extends object = Channel
     this.options = resolveRegistryOptions(options);
     this.#hold = new ChannelHold(
       {
-        // Each transport apart: one that throws (it must not) is reported and the others still deliver.
-        fanout: (group, message, channel) => {
-          for (const [transport, set] of group) {
-            try {
-              transport.fanout(message, set, null, channel);
-            } catch (err) {
-              this.#error(err);
-            }
-          }
-        },
+        fanout: (group, message, channel) => this.#fanoutGroup(group, message, null, channel),
+        // Each transport apart, as in #fanoutGroup.
         fanoutMany: (group, messages, channel) => {
           for (const [transport, set] of group) {
             try {
@@ -504,7 +496,7 @@ export class SessionRegistry<TData = unknown, TChannels extends object = Channel
     if (group === undefined) return;
     if (except === null) return this.#hold.publish(group, channel, message);
     this.#hold.release();
-    for (const [transport, set] of group) transport.fanout(message, set, except, channel);
+    this.#fanoutGroup(group, message, except, channel);
   }
 
   #fanoutUnion(
@@ -514,7 +506,26 @@ export class SessionRegistry<TData = unknown, TChannels extends object = Channel
   ): void {
     if (channels.length === 1) return this.#fanoutChannel(channels[0] as string, message, except);
     this.#hold.release();
-    for (const [transport, set] of this.#index.union(channels)) transport.fanout(message, set, except, null);
+    this.#fanoutGroup(this.#index.union(channels), message, except, null);
+  }
+
+  /**
+   * Fans `message` out on each transport apart: one that throws (a transport must not) is reported as an
+   * `error` and the others still deliver, on every publish path (plain, held, `except`, several channels).
+   */
+  #fanoutGroup(
+    group: Group,
+    message: Message,
+    except: ReadonlySet<BaseSession<never>> | null,
+    channel: string | null,
+  ): void {
+    for (const [transport, set] of group) {
+      try {
+        transport.fanout(message, set, except, channel);
+      } catch (err) {
+        this.#error(err);
+      }
+    }
   }
 
   #dropped(session: BaseSession<TData>, message: Message, reason: DropReason): void {

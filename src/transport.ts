@@ -11,7 +11,8 @@ export interface Transport {
   /**
    * Delivers `message` to every session in `sessions` except those in `except`. `channel` is the channel
    * name when the set is exactly that channel's sessions of this transport (native topic publish may use it),
-   * `null` when the set is a union built for a multi-channel publish. Must not throw.
+   * `null` when the set is a union built for a multi-channel publish. Must not throw: if it does, the registry
+   * reports an `error` and the other transports still deliver.
    */
   fanout(
     message: Message,

@@ -174,6 +174,28 @@ describe('SessionRegistry publish', () => {
     expect(registry.stats()).toMatchObject({ delivered: 2, dropped: 1, errors: 1 });
   });
 
+  it('a transport whose fanout throws is reported; the other transports still deliver, on every publish path', () => {
+    const { registry, transport: good, errors } = setup();
+    class BrokenTransport extends MemoryTransport {
+      override fanout(): void {
+        throw new Error('broken transport');
+      }
+    }
+    const broken = new BrokenTransport(registry);
+    // The broken transport's sessions come first in each channel, so an unguarded loop would stop there.
+    broken.open(['x', 'y']);
+    const a = good.open(['x']);
+    const b = good.open(['x', 'y']);
+    registry.publish('x', 'plain');
+    registry.publish('x', 'except', { except: a });
+    registry.publish(['x', 'y'], 'union');
+    registry.publish(['x', 'y'], 'union except', { except: b });
+    expect(a.texts()).toEqual(['plain', 'union', 'union except']);
+    expect(b.texts()).toEqual(['plain', 'except', 'union']);
+    expect(errors.map((e) => e.message)).toEqual(Array(4).fill('broken transport'));
+    expect(registry.stats()).toMatchObject({ published: 4, delivered: 6, errors: 4 });
+  });
+
   it('applies the backpressure policy: drop keeps the session, close closes it with 1013', async () => {
     const { registry, transport } = setup({ backpressure: { limit: 100, policy: 'drop' } });
     const slow = transport.open(['x']);
