@@ -42,9 +42,16 @@ export interface RedisHistoryEngine extends History {
 }
 
 // Assigns the next position, stores the frame and publishes it, in one atomic step: every node sees the same
-// positions, and pub/sub order is offset order. KEYS: meta hash, stream. ARGV: body, kind ('t'|'b'), size, ttl,
-// epoch candidate, channel as JSON, pub/sub channel.
+// positions, and pub/sub order is offset order. KEYS: meta hash, stream, this engine's last publish on the
+// channel. ARGV: body, kind ('t'|'b'), size, ttl, epoch candidate, channel as JSON, pub/sub channel, publish
+// sequence number.
+// Once only: ioredis sends a command again after a reconnect when its reply was lost (autoResendUnfulfilledCommands),
+// and one connection runs its commands in order, so a publish whose number is not above the last one this engine
+// stored on the channel already ran: it is not stored or published again.
 const PUBLISH = `
+local seq = tonumber(ARGV[8])
+if seq <= tonumber(redis.call('GET', KEYS[3]) or '0') then return 0 end
+redis.call('SET', KEYS[3], ARGV[8], 'PX', ARGV[4])
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[5]
@@ -122,6 +129,9 @@ class RedisHistory implements RedisHistoryEngine {
   readonly fleet = true;
   readonly prefix: string;
   readonly connectionName = `fanout-history-${newEpoch()}`;
+  /** This engine's name in the once-only check of its publishes, and the number of its last publish. */
+  readonly #writer = newEpoch();
+  #seq = 0;
   /** The last position delivered on each followed channel: duplicates are dropped, gaps filled after an outage. */
   readonly #delivered = new Map<string, StreamPosition>();
   /**
@@ -204,9 +214,10 @@ class RedisHistory implements RedisHistoryEngine {
     const body = payload.binary ? payload.bytes : Buffer.from(payload.data as string, 'utf8');
     const script = this.#client.eval(
       PUBLISH,
-      2,
+      3,
       `${this.prefix}stream-meta:${channel}`,
       key,
+      `${this.prefix}stream-writer:${channel}:${this.#writer}`,
       body,
       payload.binary ? 'b' : 't',
       this.#size,
@@ -214,6 +225,7 @@ class RedisHistory implements RedisHistoryEngine {
       newEpoch(),
       JSON.stringify(channel),
       key,
+      ++this.#seq,
     ) as Promise<unknown>;
     return this.#deadlines.wrap(
       script.then(() => undefined),

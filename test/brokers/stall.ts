@@ -20,6 +20,7 @@ export class StallProxy {
   readonly #pipes = new Set<Pipe>();
   readonly #sockets = new Set<net.Socket>();
   #paused = false;
+  #swallowing = false;
 
   private constructor(target: Target) {
     this.#target = target;
@@ -51,6 +52,20 @@ export class StallProxy {
     }
   }
 
+  /**
+   * The server runs what it gets but its answers are lost on the way back: bytes to the server go on, bytes from
+   * it are thrown away until cut().
+   */
+  swallowReplies(): void {
+    this.#swallowing = true;
+  }
+
+  /** Every connection through the proxy drops (as a network failure would); new ones go through normally. */
+  cut(): void {
+    this.#swallowing = false;
+    for (const socket of this.#sockets) socket.destroy();
+  }
+
   async close(): Promise<void> {
     for (const socket of this.#sockets) socket.destroy();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
@@ -65,7 +80,9 @@ export class StallProxy {
       this.#sockets.add(from);
       const pipe: Pipe = { from, to, held: [] };
       this.#pipes.add(pipe);
+      const fromServer = from === upstream;
       from.on('data', (chunk: Buffer) => {
+        if (fromServer && this.#swallowing) return;
         if (this.#paused) pipe.held.push(chunk);
         else to.write(chunk);
       });

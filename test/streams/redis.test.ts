@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { redisHistory } from '../../brokers/redis-history.js';
 import { connect, Leftovers } from '../transports/clients.js';
 import { fleetSuite } from './fleet.js';
+import { StallProxy } from '../brokers/stall.js';
 import { killSubscriber, startPair } from './pair.js';
 
 fleetSuite({
@@ -61,5 +62,55 @@ describe('redis history, subscriber outage', () => {
     await client.received(8, 15_000);
     const texts = client.messages.slice(1).map((m) => m.slice(m.indexOf('\n') + 1));
     expect(texts).toEqual(['m1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7']);
+  });
+});
+
+describe('redis history, a publish whose reply is lost', () => {
+  const leftovers = new Leftovers();
+  afterEach(() => leftovers.dispose());
+
+  it('is stored and delivered once when ioredis sends the script again after the reconnect', async () => {
+    const prefix = `fanout-test-resend-${process.pid}-${Date.now().toString(36)}:`;
+    const admin = new Redis({ host: '127.0.0.1', port: 6379 });
+    admin.on('error', () => {});
+    const direct = new Redis({ host: '127.0.0.1', port: 6379 });
+    direct.on('error', () => {});
+    // Node B's command connection goes through a proxy that can lose Redis's replies; ioredis resends unanswered
+    // commands after a reconnect (autoResendUnfulfilledCommands, on by default).
+    const proxy = await StallProxy.start({ host: '127.0.0.1', port: 6379 });
+    const viaProxy = new Redis({ host: '127.0.0.1', port: proxy.port, retryStrategy: () => 20 });
+    viaProxy.on('error', () => {});
+    leftovers.add(async () => {
+      const keys = await admin.keys(`${prefix}*`);
+      if (keys.length > 0) await admin.del(...keys);
+      viaProxy.disconnect();
+      direct.disconnect();
+      admin.disconnect();
+      await proxy.close();
+    });
+    const { a, b, url } = await startPair(
+      leftovers,
+      redisHistory({ client: direct, prefix }),
+      redisHistory({ client: viaProxy, prefix }),
+    );
+    const client = await connect(leftovers, url);
+    await client.received(1); // sub
+    b.publish('alarms', 'm1');
+    await client.received(2);
+
+    // Redis runs m2's script (the client on A gets it), but B never hears back; then the connection drops.
+    proxy.swallowReplies();
+    b.publish('alarms', 'm2');
+    await client.received(3);
+    proxy.cut();
+    // After the reconnect ioredis sends m2's script again; m3 comes after it on the same connection.
+    b.publish('alarms', 'm3');
+    await client.received(4, 15_000);
+    // Anything that would still arrive (a second m2 stored under a new offset) has time to.
+    a.publish('alarms', 'm4');
+    await client.received(5, 15_000);
+    const texts = client.messages.slice(1).map((m) => m.slice(m.indexOf('\n') + 1));
+    expect(texts).toEqual(['m1', 'm2', 'm3', 'm4']);
+    expect(await admin.xlen(`${prefix}stream:alarms`)).toBe(4);
   });
 });
