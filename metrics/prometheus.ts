@@ -183,6 +183,11 @@ export function bindPrometheus(
     (s) => s.broker.received,
   );
   counter(
+    'fanout_broker_duplicates_total',
+    'Second copies of a publish from another node (a broker client that sent it again): not delivered again.',
+    (s) => s.broker.duplicates,
+  );
+  counter(
     'fanout_broker_malformed_total',
     'Messages on a broker channel that were not valid publishes (ignored, reported through error).',
     (s) => s.broker.malformed,

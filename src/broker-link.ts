@@ -1,3 +1,4 @@
+import { Arrivals } from './arrivals.js';
 import { UnconfirmedPublishError, type Broker, type BrokerBacklog, type BrokerContext } from './broker.js';
 import type { ChannelHold } from './channel-hold.js';
 import type { ChannelIndex } from './channel-index.js';
@@ -45,6 +46,8 @@ export class BrokerLink {
   readonly #host: BrokerLinkHost;
   /** Multi-channel publishes by id, oldest first (Map keeps insertion order). */
   readonly #seen = new Map<string, Seen>();
+  /** Single-channel publishes that arrived, per publisher: a second copy (a broker client's resend) is dropped. */
+  readonly #arrivals = new Arrivals();
 
   constructor(broker: Broker, host: BrokerLinkHost) {
     this.broker = broker;
@@ -116,14 +119,23 @@ export class BrokerLink {
       return;
     }
     try {
-      if (channels.length === 1) return this.#fanout(via, message, null);
+      if (channels.length === 1) {
+        if (!this.#arrivals.first(id)) {
+          host.counters.brokerDuplicates++;
+          return;
+        }
+        return this.#fanout(via, message, null);
+      }
       const seen = this.#seen.get(id);
       if (seen === undefined) {
         // The first copy to arrive, whichever channel carried it: every session of that channel gets it.
         this.#remember(id, via);
         return this.#fanout(via, message, null);
       }
-      if (seen.via.includes(via)) return;
+      if (seen.via.includes(via)) {
+        host.counters.brokerDuplicates++;
+        return;
+      }
       this.#fanout(via, message, seen);
       seen.via.push(via);
       if (seen.via.length >= channels.length) this.#seen.delete(id);

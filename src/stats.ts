@@ -60,6 +60,11 @@ export interface RegistryStats {
     received: number;
     /** Of those, the ones that arrived while the registry was closing and were not delivered. */
     discarded: number;
+    /**
+     * Of those, second copies of a publish that already arrived (a broker client that sent it again after a
+     * reconnect, its first reply lost): not delivered again.
+     */
+    duplicates: number;
     /** Messages on a broker channel that were not valid publishes: ignored and reported through `error`. */
     malformed: number;
   };
@@ -88,6 +93,7 @@ export class RegistryCounters {
   brokerUnconfirmed = 0;
   brokerReceived = 0;
   brokerDiscarded = 0;
+  brokerDuplicates = 0;
   brokerMalformed = 0;
 
   drop(reason: DropReason): void {
@@ -126,6 +132,7 @@ export class RegistryCounters {
         pendingBytes: backlog?.bytes ?? 0,
         received: this.brokerReceived,
         discarded: this.brokerDiscarded,
+        duplicates: this.brokerDuplicates,
         malformed: this.brokerMalformed,
       },
     };

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { SessionRegistry } from '../../src/index.js';
 import { redisBroker, type RedisBroker } from '../../brokers/redis.js';
 import { Leftovers, ServerProcess, connect, eventually, nextEvent, run, startNode } from './helpers.js';
+import { StallProxy } from './stall.js';
 import { brokerSuite } from './suite.js';
 
 const SHARED: RedisOptions = { host: '127.0.0.1', port: 6379 };
@@ -53,6 +54,40 @@ describe('redis broker with a lazyConnect client', () => {
     a.publish('lazy', 'early');
     await onB.until((m) => m.includes('early'), '"early" on B');
     expect(onB.messages).toEqual(['early']);
+  });
+});
+
+describe('redis broker: a publish whose reply is lost', () => {
+  const leftovers = new Leftovers();
+  afterEach(() => leftovers.dispose());
+
+  it('reaches the other node once although ioredis sends it again after the reconnect', async () => {
+    const prefix = `fanout-test:${run}:resend:`;
+    const b = await startNode(leftovers, 'B', redisBroker({ client: client(leftovers), prefix }));
+    const onB = await connect(leftovers, b, ['resend']);
+    await (b.registry.options.broker as RedisBroker).idle();
+    // Node A reaches Redis through a proxy that can lose Redis's replies; ioredis resends unanswered commands
+    // after a reconnect (autoResendUnfulfilledCommands, on by default), and Redis relays that PUBLISH again.
+    const proxy = await StallProxy.start(SHARED as { host: string; port: number });
+    leftovers.add(() => proxy.close());
+    const viaProxy = client(leftovers, { host: '127.0.0.1', port: proxy.port, retryStrategy: () => 20 });
+    const a = new SessionRegistry({ broker: redisBroker({ client: viaProxy, prefix }), nodeId: 'A' });
+    a.on('error', () => {}); // the cut is reported; what matters is what B gets
+    leftovers.add(() => a.close());
+    a.publish('resend', 'm1');
+    await onB.until((m) => m.length === 1, 'm1 on B');
+    proxy.swallowReplies();
+    a.publish('resend', 'm2');
+    await onB.until((m) => m.length === 2, 'm2 on B');
+    proxy.cut();
+    // After the reconnect: m2's PUBLISH again, then m3.
+    a.publish('resend', 'm3');
+    await onB.until((m) => m.includes('m3'), 'm3 on B');
+    // Anything that would still come (nothing should) has the time of one more publish to.
+    a.publish('resend', 'm4');
+    await onB.until((m) => m.includes('m4'), 'm4 on B');
+    expect(onB.messages).toEqual(['m1', 'm2', 'm3', 'm4']);
+    expect(b.registry.stats().broker).toMatchObject({ received: 5, duplicates: 1 });
   });
 });
 
