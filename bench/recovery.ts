@@ -5,7 +5,7 @@
  * has received its `rec` frame after exactly the messages it missed (checked, not assumed).
  *
  *   npm run bench:recovery -- [--clients 1000] [--missed 100] [--size 256] [--transport ws|uws]
- *                              [--history memory|redis] [--repeat 3]
+ *                              [--history memory|redis|nats] [--repeat 3]
  *
  * Server and clients share this process (the clients are plain `ws` sockets), on 127.0.0.1 port 0.
  */
@@ -22,7 +22,7 @@ interface Options {
   missed: number;
   size: number;
   transport: 'ws' | 'uws';
-  history: 'memory' | 'redis';
+  history: 'memory' | 'redis' | 'nats';
   repeat: number;
 }
 
@@ -41,7 +41,8 @@ function parse(argv: readonly string[]): Options {
     else if (key === '--size') o.size = int(1, 1_000_000);
     else if (key === '--repeat') o.repeat = int(1, 20);
     else if (key === '--transport' && (value === 'ws' || value === 'uws')) o.transport = value;
-    else if (key === '--history' && (value === 'memory' || value === 'redis')) o.history = value;
+    else if (key === '--history' && (value === 'memory' || value === 'redis' || value === 'nats'))
+      o.history = value;
     else throw new TypeError(`Unknown option or value: ${key} ${value ?? ''}`);
   }
   return o;
@@ -162,6 +163,7 @@ let redis: {
   keys(p: string): Promise<string[]>;
   del(...k: string[]): Promise<number>;
 } | null = null;
+let cleanup: (() => Promise<void>) | null = null;
 for (let r = 0; r < o.repeat; r++) {
   let history: History;
   const prefix = `bench-recovery-${randomUUID()}:`;
@@ -171,12 +173,36 @@ for (let r = 0; r < o.repeat; r++) {
     redis = client;
     const { redisHistory } = await import('../brokers/redis-history.js');
     history = redisHistory({ client, prefix, size: Math.max(100, o.missed), timeout: 30_000 });
+  } else if (o.history === 'nats') {
+    const { connect } = await import('@nats-io/transport-node');
+    const { jetstreamManager } = await import('@nats-io/jetstream');
+    const { natsHistory } = await import('../brokers/nats-history.js');
+    const nc = await connect({ servers: '127.0.0.1:4222' });
+    const manager = await jetstreamManager(nc);
+    const stream = `BENCH_RECOVERY_${randomUUID().replaceAll('-', '')}`;
+    history = natsHistory({
+      manager,
+      stream,
+      prefix: `${stream}.`,
+      size: Math.max(100, o.missed),
+      timeout: 30_000,
+    });
+    cleanup = async () => {
+      await manager.streams.delete(stream).catch(() => false);
+      await nc.close();
+    };
   } else history = memoryHistory({ size: Math.max(100, o.missed) });
-  times.push(await once(o, history));
-  if (redis !== null) {
-    const keys = await redis.keys(`${prefix}*`);
-    if (keys.length > 0) await redis.del(...keys);
-    redis.disconnect();
+  try {
+    times.push(await once(o, history));
+  } finally {
+    if (redis !== null) {
+      const keys = await redis.keys(`${prefix}*`);
+      if (keys.length > 0) await redis.del(...keys);
+      redis.disconnect();
+      redis = null;
+    }
+    await cleanup?.();
+    cleanup = null;
   }
 }
 const best = Math.min(...times);

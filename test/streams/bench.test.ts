@@ -5,9 +5,14 @@ import { expect, it } from 'vitest';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
 // The recovery bench checks every client's replay itself (each must get exactly the missed messages, then
-// `rec`) and exits non-zero otherwise; here with small numbers, on both transports.
+// `rec`) and exits non-zero otherwise; here with small numbers, on both transports and with each history.
 it('bench:recovery recovers every client with exactly what it missed', async () => {
-  for (const transport of ['ws', 'uws']) {
+  for (const [transport, history] of [
+    ['ws', 'memory'],
+    ['uws', 'memory'],
+    ['ws', 'redis'],
+    ['uws', 'nats'],
+  ] as const) {
     const child = spawn(
       process.execPath,
       [
@@ -24,6 +29,8 @@ it('bench:recovery recovers every client with exactly what it missed', async () 
         '1',
         '--transport',
         transport,
+        '--history',
+        history,
       ],
       { cwd: root, stdio: 'pipe' },
     );
@@ -33,8 +40,10 @@ it('bench:recovery recovers every client with exactly what it missed', async () 
     const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
     const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
     clearTimeout(killer);
-    expect({ code, transport }, output).toEqual({ code: 0, transport });
-    expect(output).toMatch(new RegExp(`30 clients x 20 missed messages of 64 B, ${transport} transport`));
+    expect({ code, transport, history }, output).toEqual({ code: 0, transport, history });
+    expect(output).toMatch(
+      new RegExp(`30 clients x 20 missed messages of 64 B, ${transport} transport, ${history} history`),
+    );
     expect(output).toMatch(/best: \d+ ms for all 30 to be recovered/);
   }
 }, 120_000);
