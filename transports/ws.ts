@@ -124,8 +124,8 @@ function makeFrame(message: Message): Buffer {
 
 /** What a session needs only once it closes or holds keyed messages: made then, not for every idle session. */
 interface Rare {
-  /** Terminates a session closed for backpressure if its close does not complete within a second. */
-  stalledTimer: NodeJS.Timeout | null;
+  /** Terminates a closing session whose close does not complete in time (see doClose). */
+  closeTimer: NodeJS.Timeout | null;
   /** A drain watch is armed for held keyed messages (see watchDrain). */
   watchingDrain: boolean;
   /** The close code this side sent, reported when the peer's own close frame never arrives. */
@@ -158,7 +158,7 @@ class WsSession<TData> extends BaseSession<TData> implements WriterTarget {
 
   // Methods, not #methods: a class with #methods gives each of its objects one more slot (its brand).
   private more(): Rare {
-    return (this.#rare ??= { stalledTimer: null, watchingDrain: false, sentCode: undefined, onDrain: null });
+    return (this.#rare ??= { closeTimer: null, watchingDrain: false, sentCode: undefined, onDrain: null });
   }
 
   get sentCode(): number | undefined {
@@ -252,20 +252,21 @@ class WsSession<TData> extends BaseSession<TData> implements WriterTarget {
     this.owner.writer.flush(this);
     this.sentCode = code;
     this.ws.close(code, reason);
-    if (stalled) {
-      // A peer that does not read will not read the close frame either: do not hold its buffers for ws's 30 s.
-      const timer = (this.more().stalledTimer = setTimeout(() => this.ws.terminate(), 1000));
-      timer.unref();
-    }
+    // A peer that does not answer the close frame is terminated, not held for ws's own 30 s: after the registry's
+    // closeTimeout, and after a second at most when it does not read (it will not read the close frame either).
+    const { closeTimeout } = this.host.options;
+    const wait = stalled ? Math.min(1000, closeTimeout) : closeTimeout;
+    const timer = (this.more().closeTimer = setTimeout(() => this.ws.terminate(), wait));
+    timer.unref();
   }
 
   /** The socket closed: held frames are retracted, the stall timer stops. */
   detach(): void {
     this.owner.writer.discard(this, 'closed');
     const rare = this.#rare;
-    if (rare !== null && rare.stalledTimer !== null) {
-      clearTimeout(rare.stalledTimer);
-      rare.stalledTimer = null;
+    if (rare !== null && rare.closeTimer !== null) {
+      clearTimeout(rare.closeTimer);
+      rare.closeTimer = null;
     }
   }
 

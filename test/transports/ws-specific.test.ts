@@ -252,6 +252,29 @@ describe('ws transport: peers that do not read', () => {
   }, 30_000);
 });
 
+describe('ws transport: a close the peer never answers', () => {
+  const leftovers = new Leftovers();
+  afterEach(() => leftovers.dispose());
+
+  it("terminates the session after closeTimeout instead of holding it for ws's 30 s; the code sent is reported", async () => {
+    const { registry, url } = await startWs(leftovers, { path: '/:channel' }, { closeTimeout: 300 });
+    const opened = next(registry, 'open');
+    // A client that reads but never answers a close frame (its socket's data is taken off before ws sees it).
+    const client = await connect(leftovers, `${url}/feed`);
+    const [session] = await opened;
+    client.socket.removeAllListeners('data');
+    client.socket.on('data', () => {});
+    // Bounded well below ws's own 30 s close timeout.
+    const closed = next(registry, 'close', (s: Session) => s.id === session.id, 10_000);
+    session.close(4000, 'bye');
+    expect(session.state).toBe('closing');
+    // The peer never echoed the close frame: the code that was sent is reported.
+    const [, code] = await closed;
+    expect(code).toBe(4000);
+    expect(registry.stats()).toMatchObject({ sessions: 0 });
+  });
+});
+
 describe('ws transport: options', () => {
   it('rejects ws-only options with the option named', () => {
     const registry = new SessionRegistry();
