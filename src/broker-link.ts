@@ -137,8 +137,8 @@ export class BrokerLink {
         return;
       }
       this.#fanout(via, message, seen);
+      // Kept once every copy arrived too (until the bounds below forget it): a copy sent again is a repeat.
       seen.via.push(via);
-      if (seen.via.length >= channels.length) this.#seen.delete(id);
     } catch (err) {
       host.error(err);
     }
