@@ -260,7 +260,7 @@ class WsSession<TData> extends BaseSession<TData> implements WriterTarget {
     timer.unref();
   }
 
-  /** The socket closed: held frames are retracted, the stall timer stops. */
+  /** The socket closed: held frames are retracted, the close timer stops. */
   detach(): void {
     this.owner.writer.discard(this, 'closed');
     const rare = this.#rare;
