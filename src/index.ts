@@ -82,4 +82,4 @@ export {
   assertKnownKeys,
   assertObject,
   describe,
-} from './options.js';
+} from './assert.js';

@@ -10,15 +10,6 @@ import {
   describe,
 } from './assert.js';
 import { resolveDoorOptions, type OriginPolicy, type ResolvedDoorOptions } from './door.js';
-
-export {
-  assertCloseCode,
-  assertFunction,
-  assertInteger,
-  assertKnownKeys,
-  assertObject,
-  describe,
-} from './assert.js';
 import { DEFAULT_INBOUND_LIMIT, type InboundLimitOptions } from './inbound.js';
 import { resolveStreamOptions, type ResolvedStreamOptions, type StreamOptions } from './streams/options.js';
 

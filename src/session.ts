@@ -4,7 +4,7 @@ import { encode } from './message.js';
 import type { RouteParams } from './route.js';
 import type { BackpressureOptions, ResolvedRegistryOptions } from './options.js';
 import type { UpgradeRequest } from './upgrade.js';
-import { assertCloseCode } from './options.js';
+import { assertCloseCode } from './assert.js';
 import {
   DEFAULT_INBOUND_LIMIT,
   INBOUND_LIMIT_CLOSE_CODE,
