@@ -6,10 +6,11 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { FanoutClient, type ClientMessage, type WebSocketClass } from '../../client/index.js';
+import { FanoutClient, type WebSocketClass } from '../../client/index.js';
 import { memoryHistory, SessionRegistry, type RegistryOptions } from '../../src/index.js';
 import { wsTransport } from '../../transports/ws.js';
 import { Leftovers, next, within } from '../transports/clients.js';
+import { watchClient } from '../support/fanout-client.js';
 
 const leftovers = new Leftovers();
 afterEach(() => leftovers.dispose());
@@ -48,41 +49,7 @@ async function serve(
 function client(url: string, options: ConstructorParameters<typeof FanoutClient>[1] = {}) {
   const c = new FanoutClient(url, { WebSocket: WS, reconnect: FAST, ...options });
   leftovers.add(() => c.close());
-  const messages: ClientMessage[] = [];
-  const events: string[] = [];
-  // Waits re-check on every event the client emits (no polling).
-  let checks: (() => void)[] = [];
-  const poke = () => {
-    for (const check of checks.slice()) check();
-  };
-  c.on('message', (m) => {
-    messages.push(m);
-    poke();
-  });
-  const record = (event: string) => {
-    events.push(event);
-    poke();
-  };
-  c.on('subscribed', (e) => record(`sub:${e.position.offset}`));
-  c.on('recovered', (e) => record(`rec:${e.position.offset}:${e.count}`));
-  c.on('unrecoverable', (e) => record(`unrec:${e.reason}`));
-  c.on('gap', (e) => record(`gap:${e.from}-${e.to}`));
-  const until = (what: string, test: () => boolean, ms = 10_000) =>
-    within(
-      new Promise<void>((resolve) => {
-        const check = () => {
-          if (!test()) return;
-          checks = checks.filter((x) => x !== check);
-          resolve();
-        };
-        checks.push(check);
-        check();
-      }),
-      ms,
-      `${what} (messages ${messages.length}, events ${events.join(' ')})`,
-    );
-  const texts = () => messages.filter((m) => m.channel !== null).map((m) => m.data as string);
-  return { c, messages, events, until, texts };
+  return watchClient(c);
 }
 
 function opened(c: FanoutClient): Promise<void> {
@@ -136,7 +103,7 @@ describe('fanout/client', () => {
     await a.until('recovered', () => a.events.includes('rec:10:7'));
     s.registry.publish('alarms', 'a11');
     await a.until('11', () => a.messages.length === 11);
-    expect(a.texts()).toEqual(Array.from({ length: 11 }, (_, i) => `a${i + 1}`));
+    expect(a.streamTexts()).toEqual(Array.from({ length: 11 }, (_, i) => `a${i + 1}`));
     expect(a.messages.map((m) => m.replayed)).toEqual([
       ...Array(3).fill(false),
       ...Array(7).fill(true),
@@ -156,7 +123,7 @@ describe('fanout/client', () => {
     await a.until('unrec', () => a.events.includes('unrec:epoch'));
     s2.registry.publish('alarms', 'after');
     await a.until('2', () => a.messages.length === 2);
-    expect(a.texts()).toEqual(['before', 'after']);
+    expect(a.streamTexts()).toEqual(['before', 'after']);
     expect(a.messages[1]?.position?.offset).toBe(1);
     expect(a.messages[1]?.position?.epoch).not.toBe(a.messages[0]?.position?.epoch);
   });
@@ -183,7 +150,7 @@ describe('fanout/client', () => {
       for (let i = 0; i < 20; i++) s.registry.publish('alarms', `m${++n}`);
     }
     await a.until(`${n} messages`, () => a.messages.length >= n);
-    expect(a.texts()).toEqual(Array.from({ length: n }, (_, i) => `m${i + 1}`));
+    expect(a.streamTexts()).toEqual(Array.from({ length: n }, (_, i) => `m${i + 1}`));
     expect(a.events.filter((e) => !e.startsWith('rec:'))).toEqual(['sub:0']);
   });
 
@@ -270,7 +237,7 @@ describe('fanout/client', () => {
     s.registry.publish('alarms', 'a121');
     await Promise.all(clients.map((x) => x.until('121', () => x.messages.length === 121)));
     const want = Array.from({ length: 121 }, (_, i) => `a${i + 1}`);
-    for (const x of clients) expect(x.texts()).toEqual(want);
+    for (const x of clients) expect(x.streamTexts()).toEqual(want);
     expect(s.registry.stats().streams).toMatchObject({ recovered: n, replayed: n * 100 });
   });
 });

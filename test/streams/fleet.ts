@@ -6,10 +6,11 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { FanoutClient, type ClientMessage, type WebSocketClass } from '../../client/index.js';
+import { FanoutClient, type WebSocketClass } from '../../client/index.js';
 import { SessionRegistry, type History } from '../../src/index.js';
 import { wsTransport } from '../../transports/ws.js';
-import { connect, Leftovers, within } from '../transports/clients.js';
+import { connect, Leftovers } from '../transports/clients.js';
+import { watchClient } from '../support/fanout-client.js';
 import { short } from './frames.js';
 
 const WS = WebSocket as unknown as WebSocketClass;
@@ -58,42 +59,7 @@ export function fleetSuite(engine: FleetEngine): void {
       // The URL is fixed per client; "another node" is a second client built from the first one's positions.
       const c = new FanoutClient(target(), { WebSocket: WS, reconnect: { initial: 20, max: 200 } });
       leftovers.add(() => c.close());
-      return watch(c);
-    }
-
-    function watch(c: FanoutClient) {
-      const messages: ClientMessage[] = [];
-      const events: string[] = [];
-      let checks: (() => void)[] = [];
-      const poke = () => checks.slice().forEach((check) => check());
-      c.on('message', (m) => {
-        messages.push(m);
-        poke();
-      });
-      const record = (e: string) => {
-        events.push(e);
-        poke();
-      };
-      c.on('subscribed', (e) => record(`sub:${e.position.offset}`));
-      c.on('recovered', (e) => record(`rec:${e.position.offset}:${e.count}`));
-      c.on('unrecoverable', (e) => record(`unrec:${e.reason}`));
-      c.on('gap', (e) => record(`gap:${e.from}-${e.to}`));
-      const until = (what: string, test: () => boolean, ms = 10_000) =>
-        within(
-          new Promise<void>((resolve) => {
-            const check = () => {
-              if (!test()) return;
-              checks = checks.filter((x) => x !== check);
-              resolve();
-            };
-            checks.push(check);
-            check();
-          }),
-          ms,
-          `${what} (messages ${messages.length}, events ${events.join(' ')})`,
-        );
-      const texts = () => messages.map((m) => m.data as string);
-      return { c, messages, events, until, texts };
+      return watchClient(c);
     }
 
     const prefix = () => `fanout-test-${run}-${++runs}`;
@@ -139,7 +105,7 @@ export function fleetSuite(engine: FleetEngine): void {
       for (let i = 6; i <= 12; i++) (i % 2 === 0 ? a : b).registry.publish('alarms', `a${i}`);
       await observer.until('7', () => observer.messages.length === 7);
       // The same client state, now pointed at node B.
-      const moved = watch(new FanoutClient(`${b.url}/alarms`, { WebSocket: WS, positions }));
+      const moved = watchClient(new FanoutClient(`${b.url}/alarms`, { WebSocket: WS, positions }));
       leftovers.add(() => moved.c.close());
       await moved.until('recovered', () => moved.events.length === 1);
       a.registry.publish('alarms', 'a13');
@@ -168,7 +134,7 @@ export function fleetSuite(engine: FleetEngine): void {
       await observer.until('sub', () => observer.events.length === 1);
       for (let i = 4; i <= 6; i++) a2.registry.publish('alarms', `r${i}`);
       await observer.until('3', () => observer.messages.length === 3);
-      const back = watch(new FanoutClient(`${a2.url}/alarms`, { WebSocket: WS, positions }));
+      const back = watchClient(new FanoutClient(`${a2.url}/alarms`, { WebSocket: WS, positions }));
       leftovers.add(() => back.c.close());
       await back.until('recovered', () => back.events.length === 1);
       expect(back.events).toEqual(['rec:6:3']);
@@ -195,7 +161,7 @@ export function fleetSuite(engine: FleetEngine): void {
           await new Promise((resolve) => setImmediate(resolve));
         }
       })();
-      const moved = watch(new FanoutClient(`${b.url}/alarms`, { WebSocket: WS, positions }));
+      const moved = watchClient(new FanoutClient(`${b.url}/alarms`, { WebSocket: WS, positions }));
       leftovers.add(() => moved.c.close());
       // Plain WebSockets see every frame the server sends (fanout/client would hide a duplicate).
       const since = `${positions['alarms']?.epoch}:30:alarms`;
@@ -231,7 +197,7 @@ export function fleetSuite(engine: FleetEngine): void {
         [{ alarms: { epoch: 'foreign', offset: 0 } }, 'unrec:too-old'], // offset 0 matches any epoch
         [{ alarms: { epoch, offset: 7 } }, 'unrec:future'],
       ] as const) {
-        const w = watch(new FanoutClient(`${a.url}/alarms`, { WebSocket: WS, positions }));
+        const w = watchClient(new FanoutClient(`${a.url}/alarms`, { WebSocket: WS, positions }));
         leftovers.add(() => w.c.close());
         await w.until(want, () => w.events.length === 1);
         expect(w.events).toEqual([want]);
