@@ -10,7 +10,7 @@ import { natsBroker } from '../../brokers/nats.js';
 import { redisBroker } from '../../brokers/redis.js';
 import { bindPrometheus } from '../../metrics/prometheus.js';
 import { SessionRegistry, type Broker, type Session } from '../../src/index.js';
-import { connect, within, type Leftovers } from './clients.js';
+import { connect, type Leftovers } from './clients.js';
 import {
   KEYS,
   ROUNDS,
@@ -19,6 +19,7 @@ import {
   fallBehind,
   publishRotatingKeys,
   publishVolatile,
+  resumeAndDrain,
   slowOptions,
 } from './suite-slow.js';
 import type { SuiteContext } from './suite.js';
@@ -132,23 +133,11 @@ export function defineCrossNodeSlowTests(ctx: SuiteContext): void {
       expect(mid.dropped).toBe(0);
       expect(mid.closedForBackpressure).toBe(0);
       expect(mid.delivered - before.delivered).toBe(volatile); // the healthy client's copies
-      expect(healthy.messages.slice(fillers - 1).map((m) => m.slice(0, m.indexOf(' v')))).toEqual(
-        Array.from({ length: volatile }, (_, i) => `tick ${i}`),
-      );
       expect(await scrape('fanout_skipped_total')).toBe(mid.skipped);
       expect(await scrape('fanout_dropped_total')).toBe(0);
       expect(stalled.session.state).toBe('open');
 
-      stalled.client.socket.resume();
-      await stalled.client.received(fillers, 30_000);
-      await within(
-        (async () => {
-          while (stalled.session.bufferedAmount > slowOptions.registry.backpressure.softLimit)
-            await new Promise((r) => setTimeout(r, 5));
-        })(),
-        30_000,
-        'the stalled session to drain',
-      );
+      await resumeAndDrain(stalled, fillers);
       // Caught up: a volatile publish from A reaches it again; nothing of the skipped ones ever arrives.
       a.publish('slow', 'tick after', { volatile: true });
       await stalled.client.received(fillers + 1, 10_000);
