@@ -11,6 +11,7 @@ import { WebSocket } from 'ws';
 import { SessionRegistry, type Session } from '../../src/index.js';
 import { assertNativeUws, uwsTransport } from '../../transports/uws.js';
 import { wsTransport } from '../../transports/ws.js';
+import { listenUws } from '../transports/uws-harness.js';
 
 const transport = process.argv[2];
 const ROUNDS = Number(process.argv[3] ?? 10);
@@ -52,10 +53,8 @@ if (transport === 'ws') {
   assertNativeUws(uWS);
   const app = uWS.App();
   uwsTransport(registry, { app });
-  const listen = await new Promise<uWS.us_listen_socket>((resolve, reject) =>
-    app.listen('127.0.0.1', 0, (s) => (s === false ? reject(new Error('uWS could not listen')) : resolve(s))),
-  );
-  url = `ws://127.0.0.1:${uWS.us_socket_local_port(listen)}/churn`;
+  const { socket: listen, port } = await listenUws(app);
+  url = `ws://127.0.0.1:${port}/churn`;
   stop = async () => {
     await registry.close();
     uWS.us_listen_socket_close(listen);

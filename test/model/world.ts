@@ -18,6 +18,7 @@ import { SessionRegistry, type DropReason, type Message, type Session } from '..
 import { assertNativeUws, uwsTransport } from '../../transports/uws.js';
 import { wsTransport } from '../../transports/ws.js';
 import { connect, Leftovers, type Client } from '../transports/clients.js';
+import { listenUws } from '../transports/uws-harness.js';
 
 export const CHANNELS = ['a', 'b', 'c'] as const;
 export type Channel = (typeof CHANNELS)[number];
@@ -174,11 +175,7 @@ export class World {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const app = uWS.App();
     uwsTransport(registry, { app, heartbeat: false });
-    const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) =>
-      app.listen('127.0.0.1', 0, (s) =>
-        s === false ? reject(new Error('uWS could not listen')) : resolve(s),
-      ),
-    );
+    const { socket: listenSocket, port: uwsPort } = await listenUws(app);
     leftovers.add(async () => {
       for (const peer of world.peers) if (peer.stalled) peer.client.socket.resume();
       await registry.close();
@@ -188,7 +185,7 @@ export class World {
     });
     world.#urls = {
       ws: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`,
-      uws: `ws://127.0.0.1:${uWS.us_socket_local_port(listenSocket)}`,
+      uws: `ws://127.0.0.1:${uwsPort}`,
     };
     return world;
   }

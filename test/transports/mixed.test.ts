@@ -9,6 +9,7 @@ import { SessionRegistry, type Session } from '../../src/index.js';
 import { assertNativeUws, uwsTransport } from '../../transports/uws.js';
 import { wsTransport } from '../../transports/ws.js';
 import { connect, Leftovers, within } from './clients.js';
+import { listenUws } from './uws-harness.js';
 
 const leftovers = new Leftovers();
 afterEach(() => leftovers.dispose());
@@ -23,9 +24,7 @@ async function startBoth() {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const app = uWS.App();
   uwsTransport(registry, { app });
-  const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) =>
-    app.listen('127.0.0.1', 0, (s) => (s === false ? reject(new Error('uWS could not listen')) : resolve(s))),
-  );
+  const { socket: listenSocket, port: uwsPort } = await listenUws(app);
   leftovers.add(async () => {
     await registry.close();
     uWS.us_listen_socket_close(listenSocket);
@@ -36,7 +35,7 @@ async function startBoth() {
     registry,
     errors,
     wsUrl: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    uwsUrl: `ws://127.0.0.1:${uWS.us_socket_local_port(listenSocket)}`,
+    uwsUrl: `ws://127.0.0.1:${uwsPort}`,
   };
 }
 

@@ -9,6 +9,7 @@ import { connect as tcpConnect, type Socket } from 'node:net';
 import uWS from 'uWebSockets.js';
 import { SessionRegistry } from '../../src/index.js';
 import { assertNativeUws, uwsTransport } from '../../transports/uws.js';
+import { listenUws } from './uws-harness.js';
 
 const ROUNDS = Number(process.env['CHURN_ROUNDS'] ?? 12);
 const PER_ROUND = Number(process.env['CHURN_PER_ROUND'] ?? 2500);
@@ -77,10 +78,7 @@ async function main(): Promise<void> {
     app,
     authenticate: () => ({ data: DATA_CHARS > 0 ? randomBytes(DATA_CHARS / 2).toString('hex') : undefined }),
   });
-  const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) =>
-    app.listen('127.0.0.1', 0, (s) => (s === false ? reject(new Error('uWS could not listen')) : resolve(s))),
-  );
-  const port = uWS.us_socket_local_port(listenSocket);
+  const { socket: listenSocket, port } = await listenUws(app);
   let opened = 0;
   let closed = 0;
   let waiter: (() => void) | null = null;

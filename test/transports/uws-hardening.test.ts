@@ -15,6 +15,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { SessionRegistry, type RegistryOptions, type Session } from '../../src/index.js';
 import { uwsTransport } from '../../transports/uws.js';
 import { connect, Leftovers, next, within } from './clients.js';
+import { listenUws } from './uws-harness.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const leftovers = new Leftovers();
@@ -39,14 +40,11 @@ async function start(options?: RegistryOptions) {
     },
   });
   uwsTransport(registry, { app });
-  const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) =>
-    app.listen('127.0.0.1', 0, (s) => (s === false ? reject(new Error('uWS could not listen')) : resolve(s))),
-  );
+  const { socket: listenSocket, port } = await listenUws(app);
   leftovers.add(async () => {
     await registry.close();
     uWS.us_listen_socket_close(listenSocket);
   });
-  const port = uWS.us_socket_local_port(listenSocket);
   return { registry, errors, behaviors, port, url: `ws://127.0.0.1:${port}` };
 }
 
@@ -201,16 +199,14 @@ describe('uWS heartbeat: no healthy client is cut off (issue 14)', () => {
         registry.on('error', () => {});
         const app = uWS.App();
         uwsTransport(registry, { app, heartbeat });
-        const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) =>
-          app.listen('127.0.0.1', 0, (s) => (s === false ? reject(new Error('no listen')) : resolve(s))),
-        );
+        const { socket: listenSocket, port } = await listenUws(app);
         leftovers.add(async () => {
           await registry.close();
           uWS.us_listen_socket_close(listenSocket);
         });
         const closes: number[] = [];
         registry.on('close', (_s, code) => closes.push(code));
-        const url = `ws://127.0.0.1:${uWS.us_socket_local_port(listenSocket)}/hb`;
+        const url = `ws://127.0.0.1:${port}/hb`;
         const clients = await Promise.all([0, 1, 2].map(() => connect(leftovers, url)));
         return { registry, closes, clients };
       }),
@@ -248,14 +244,11 @@ describe('uWS upgrades that uWS does not route', () => {
     uwsTransport(registry, { app });
     // The app's own catch-all, registered after the transport.
     app.any('/*', (res) => void res.end('app route'));
-    const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) =>
-      app.listen('127.0.0.1', 0, (s) => (s === false ? reject(new Error('no listen')) : resolve(s))),
-    );
+    const { socket: listenSocket, port } = await listenUws(app);
     leftovers.add(async () => {
       await registry.close();
       uWS.us_listen_socket_close(listenSocket);
     });
-    const port = uWS.us_socket_local_port(listenSocket);
     const rejects: [string | null, number][] = [];
     registry.on('reject', (request, status) => rejects.push([request?.path ?? null, status]));
     // Plain requests, on a path the transport owns and on one it does not, reach the app's route.

@@ -4,6 +4,18 @@ import { assertNativeUws, uwsHeartbeatBound, uwsTransport } from '../../transpor
 import type { Started, StartOptions, TransportUnderTest } from './harness.js';
 import { once } from './harness.js';
 
+/** Listens on 127.0.0.1, port 0: the listen socket (to close) and the port it got. */
+export async function listenUws(
+  app: uWS.TemplatedApp,
+): Promise<{ socket: uWS.us_listen_socket; port: number }> {
+  const socket = await new Promise<uWS.us_listen_socket>((resolve, reject) =>
+    app.listen('127.0.0.1', 0, (s) =>
+      s === false ? reject(new Error('uWS could not listen on 127.0.0.1, port 0')) : resolve(s),
+    ),
+  );
+  return { socket, port: uWS.us_socket_local_port(socket) };
+}
+
 const UWS_HEARTBEAT = { interval: 4000, timeout: 4000 };
 
 export const uwsHarness: TransportUnderTest = {
@@ -20,12 +32,7 @@ export const uwsHarness: TransportUnderTest = {
       await registry.close();
       throw err;
     }
-    const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) =>
-      app.listen('127.0.0.1', 0, (socket) =>
-        socket === false ? reject(new Error('uWS could not listen on 127.0.0.1, port 0')) : resolve(socket),
-      ),
-    );
-    const port = uWS.us_socket_local_port(listenSocket);
+    const { socket: listenSocket, port } = await listenUws(app);
     const close = once(async () => {
       await registry.close();
       uWS.us_listen_socket_close(listenSocket);

@@ -11,6 +11,7 @@ import { SessionRegistry, type Session } from '../../src/index.js';
 import { uwsRemoteAddress } from '../../transports/uws-options.js';
 import { assertNativeUws, isNativeUws, uwsHeartbeat, uwsTransport } from '../../transports/uws.js';
 import { connect, Leftovers, next, upgradeStatus, within } from './clients.js';
+import { listenUws } from './uws-harness.js';
 
 const require = createRequire(import.meta.url);
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -34,14 +35,12 @@ function run(args: string[], env: Record<string, string> = {}) {
 }
 
 async function listen(app: uWS.TemplatedApp, registry: { close(): Promise<void> }): Promise<string> {
-  const socket = await new Promise<uWS.us_listen_socket>((resolve, reject) =>
-    app.listen('127.0.0.1', 0, (s) => (s === false ? reject(new Error('uWS could not listen')) : resolve(s))),
-  );
+  const { socket, port } = await listenUws(app);
   leftovers.add(async () => {
     await registry.close();
     uWS.us_listen_socket_close(socket);
   });
-  return `ws://127.0.0.1:${uWS.us_socket_local_port(socket)}`;
+  return `ws://127.0.0.1:${port}`;
 }
 
 describe('uWS native binary', () => {
